@@ -1,0 +1,57 @@
+"""The default main job: a small byte-level GPT on the interpreter's standard library.
+
+About 5 minutes on a 2-core CPU; validation bits per byte falls from 8 to about 2.
+"""
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.objective = "next_token"
+  c.seed = 0
+  c.total_steps = 600
+  c.batch_size = 16
+  c.grad_accum = 1
+  c.log_every = 20
+  c.eval_every = 200
+  c.eval_steps = 16
+  c.checkpoint_every = 200
+  c.keep_checkpoints = 3
+  c.sample_prompt = "def "
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "local_text"  # or a TFDS text dataset prepared as array_record in data_dir
+  c.data.source = "stdlib"  # "stdlib" or a glob of text files
+  c.data.data_dir = ""  # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  c.data.text_key = "text"
+  c.data.train_split = "train"
+  c.data.eval_split = "validation"
+  c.data.tokenizer = "bytes"  # bytes | sentencepiece | words
+  c.data.vocab_size = 0  # for the trained tokenizers
+  c.data.seq_len = 256
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "gpt"
+  c.model.num_layers = 4
+  c.model.num_heads = 4
+  c.model.width = 256
+  c.model.mlp_ratio = 4
+  c.model.dropout = 0.0
+  c.model.position = "learned"  # or "rope"
+  c.model.max_len = 256
+  c.model.remat = False
+  c.model.dtype = "float32"  # compute dtype; params stay float32
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "adamw"
+  c.optim.lr = 2e-3
+  c.optim.warmup_steps = 50
+  c.optim.min_lr_ratio = 0.1
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.95
+  c.optim.weight_decay = 0.1
+  c.optim.grad_clip = 1.0
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.fsdp = 1
+  return c

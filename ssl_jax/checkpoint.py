@@ -1,0 +1,43 @@
+"""Orbax checkpoints: train state + grain iterator state + JSON run metadata, per step."""
+import grain
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+  """Thin wrapper over ocp.CheckpointManager with the three items of a ssl_jax checkpoint."""
+
+  def __init__(self, directory: str, keep: int = 3, async_save: bool = True):
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, enable_async_checkpointing=async_save, create=True)
+    self.manager = ocp.CheckpointManager(directory, options=options)
+
+  def latest_step(self):
+    return self.manager.latest_step()
+
+  def all_steps(self):
+    return list(self.manager.all_steps())
+
+  def save(self, step: int, state, data_iter, metadata: dict, force: bool = False) -> bool:
+    items = {"state": ocp.args.StandardSave(state), "metadata": ocp.args.JsonSave(metadata)}
+    if data_iter is not None:
+      items["data"] = grain.checkpoint.CheckpointSave(data_iter)
+    return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+
+  def restore(self, step: int, abstract_state=None, data_iter=None):
+    """(state, metadata); restores `data_iter` in place when given.
+
+    With `abstract_state` (ShapeDtypeStructs carrying shardings) arrays land sharded as
+    asked, whatever the device count at save time; without it, as plain arrays.
+    """
+    items = {"state": ocp.args.StandardRestore(abstract_state), "metadata": ocp.args.JsonRestore()}
+    if data_iter is not None:
+      items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
+    out = self.manager.restore(step, args=ocp.args.Composite(**items))
+    return out["state"], out["metadata"]
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()

@@ -1,0 +1,1 @@
+"""Data: TFDS builders (array_record), tokenizers, grain pipelines, augmentations."""

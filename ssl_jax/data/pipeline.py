@@ -1,0 +1,38 @@
+"""grain pipelines: seeded shuffle over example indices, global batches, per-process rows.
+
+Batches are formed from indices *before* anything is read, and each process then loads
+only its own rows of the global batch. So the global batch is the same whatever the
+process count, and the iterator state (a position in the index stream) checkpoints exactly.
+"""
+from typing import Callable
+
+import grain.python as grain
+import jax
+import numpy as np
+
+
+def global_batches(num_examples: int, global_batch: int, load_rows: Callable, *, seed: int,
+                   shuffle: bool = True, repeat: bool = True,
+                   process_index: int | None = None, process_count: int | None = None):
+  """A grain MapDataset whose items are this process's rows of each global batch.
+
+  `load_rows(indices: int64[local_batch]) -> dict of arrays` reads the examples.
+  """
+  p = jax.process_index() if process_index is None else process_index
+  n = jax.process_count() if process_count is None else process_count
+  if global_batch % n:
+    raise ValueError(f"global batch {global_batch} is not divisible by {n} processes")
+  local = global_batch // n
+  ds = grain.MapDataset.range(num_examples)
+  if shuffle:
+    ds = ds.seed(seed).shuffle()
+  if repeat:
+    ds = ds.repeat()
+  ds = ds.batch(global_batch, drop_remainder=True)
+  return ds.map(lambda idx_B: load_rows(np.asarray(idx_B)[p * local:(p + 1) * local]))
+
+
+def to_iterator(ds, prefetch: int = 2):
+  """A checkpointable iterator (get_state/set_state) with background prefetching."""
+  options = grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch)
+  return iter(ds.to_iter_dataset(read_options=options))

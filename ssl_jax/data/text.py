@@ -1,0 +1,101 @@
+"""Text corpora for language modelling: TFDS split -> token stream -> packed sequences.
+
+Each split is tokenized once into a flat token array (documents separated by EOS) that is
+cached as .npy next to the TFDS data and memory-mapped; sequence i is tokens[i*T : i*T+T+1].
+"""
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+from tqdm import tqdm
+
+from ssl_jax.data import tokenizers
+from ssl_jax.data.text_builder import LocalText
+from ssl_jax.errors import DataError
+
+LOCAL = "local_text"
+
+
+def data_dir(cfg) -> str:
+  return os.path.expanduser(cfg.data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+
+
+def open_split(cfg, split: str):
+  """(random-access source of examples, dataset name with version) for a split."""
+  if cfg.name == LOCAL:
+    builder = LocalText(source=cfg.source, data_dir=data_dir(cfg))
+    if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
+      print(f"Preparing {cfg.source!r} as array_record in {builder.data_dir} ...", flush=True)
+      builder.download_and_prepare()
+    return builder.as_data_source(split=split), builder.info.full_name
+  try:
+    source = tfds.data_source(cfg.name, data_dir=data_dir(cfg), split=split, download=False)
+  except Exception as e:  # tfds raises several types for "not prepared"
+    raise DataError(
+        f"Could not open TFDS dataset {cfg.name!r} split {split!r} in {data_dir(cfg)}: {e}\n"
+        f"Prepare it where there is network access with `tfds build {cfg.name} "
+        f"--file_format=array_record --data_dir=DIR` and pass --config.data.data_dir=DIR.") from e
+  return source, f"{cfg.name}/{split}"
+
+
+def _text(example, key: str) -> str:
+  value = example[key]
+  return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _docs(source, key: str, limit: int | None = None):
+  for i in range(len(source) if limit is None else min(limit, len(source))):
+    yield _text(source[i], key)
+
+
+def _tokenize_split(source, key, tok, path) -> np.ndarray:
+  if os.path.exists(path):
+    return np.load(path, mmap_mode="r")
+  dtype = np.uint16 if tok.vocab_size <= 65535 else np.int32
+  pieces = []
+  for doc in tqdm(_docs(source, key), total=len(source), desc=f"tokenizing {os.path.basename(path)}",
+                  leave=False, mininterval=2):
+    pieces.append(tok.encode(doc).astype(dtype))
+    pieces.append(np.array([tok.eos_id], dtype))
+  tokens = np.concatenate(pieces) if pieces else np.zeros([0], dtype)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "wb") as f:
+    np.save(f, tokens)
+  os.replace(path + ".tmp", path)
+  return np.load(path, mmap_mode="r")
+
+
+@dataclasses.dataclass
+class TextData:
+  tokenizer: object
+  train_tokens: np.ndarray
+  eval_tokens: np.ndarray
+  dataset: str
+
+
+def load(cfg) -> TextData:
+  """Opens (preparing if needed) and tokenizes the train and eval splits of `cfg` (config.data)."""
+  train_src, name = open_split(cfg, cfg.train_split)
+  eval_src, _ = open_split(cfg, cfg.eval_split)
+  for split, src in ((cfg.train_split, train_src), (cfg.eval_split, eval_src)):
+    if len(src) == 0:
+      raise DataError(f"The {split!r} split of {name} is empty; check data.source / data.name.")
+  cache = os.path.join(data_dir(cfg), "ssl_jax_tokens", name.replace("/", "_"))
+  tok = tokenizers.build(cfg.tokenizer, cfg.vocab_size,
+                         lambda: _docs(train_src, cfg.text_key, limit=5000), cache)
+  sid = tokenizers.spec_id(tok.spec)
+  train = _tokenize_split(train_src, cfg.text_key, tok, f"{cache}/{cfg.train_split}.{sid}.npy")
+  evals = _tokenize_split(eval_src, cfg.text_key, tok, f"{cache}/{cfg.eval_split}.{sid}.npy")
+  return TextData(tok, train, evals, name)
+
+
+def sequence_loader(tokens: np.ndarray, seq_len: int):
+  """(number of sequences, load_rows) for packed sequences of seq_len + 1 tokens."""
+  count = (len(tokens) - 1) // seq_len
+  offsets = np.arange(seq_len + 1)
+
+  def load_rows(idx_B):
+    return {"tokens": np.asarray(tokens[idx_B[:, None] * seq_len + offsets[None]], np.int32)}
+
+  return count, load_rows

@@ -1,0 +1,14 @@
+"""Errors that map to the documented exit codes (DESIGN.md)."""
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_DATA = 3
+EXIT_PREEMPTED = 75
+
+
+class ConfigError(ValueError):
+  """Bad config or usage: exit code 2."""
+
+
+class DataError(RuntimeError):
+  """Missing or empty dataset: exit code 3. The message says how to prepare it."""

@@ -1,0 +1,65 @@
+"""Entry point: python -m ssl_jax.main --config configs/NAME.py --workdir DIR [--config.F=V ...]
+
+Exit codes: 0 done, 2 bad config or usage, 3 data problem, 75 preempted after a checkpoint.
+"""
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, ConfigError, DataError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file (get_config()).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and run.json.")
+
+
+def parse_flags(argv):
+  """absl parsing, but usage errors exit 2 with one clear paragraph instead of 1."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {e}\nUsage: python -m ssl_jax.main --config configs/NAME.py --workdir DIR "
+          "[--config.FIELD=VALUE ...]", file=sys.stderr)
+    sys.exit(EXIT_CONFIG)
+
+
+def setup_jax():
+  import jax
+  cache = os.environ.get("SSL_JAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/ssl_jax/jax"))
+  if cache:
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def main(argv):
+  if len(argv) > 1:
+    print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+    return EXIT_CONFIG
+  if _CONFIG.value is None or not _WORKDIR.value:
+    print("error: --config and --workdir are required.", file=sys.stderr)
+    return EXIT_CONFIG
+  setup_jax()
+  from absl import logging
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  from ssl_jax import train
+  config = _CONFIG.value
+  overrides = {k: v for k, v in config_flags.get_override_values(flags.FLAGS["config"]).items()}
+  try:
+    return train.train(config, os.path.abspath(_WORKDIR.value), overrides)
+  except ConfigError as e:
+    print(f"error: bad config: {e}", file=sys.stderr)
+    return EXIT_CONFIG
+  except DataError as e:
+    print(f"error: data: {e}", file=sys.stderr)
+    return EXIT_DATA
+
+
+def run():
+  app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,21 @@
+"""Flax linen models, used only through init/apply."""
+import jax.numpy as jnp
+
+from ssl_jax.errors import ConfigError
+
+
+def language_model(cfg, vocab_size: int, decode: bool = False):
+  """The language model config.model names: "gpt" (decoder) or "lstm" (classic baseline)."""
+  dtype = jnp.dtype(cfg.dtype)
+  if cfg.name == "gpt":
+    from ssl_jax.models.gpt import GPT
+    return GPT(vocab_size=vocab_size, max_len=cfg.max_len, num_layers=cfg.num_layers,
+               num_heads=cfg.num_heads, width=cfg.width, mlp_ratio=cfg.mlp_ratio,
+               dropout=cfg.dropout, position=cfg.position, decode=decode, remat=cfg.remat,
+               dtype=dtype)
+  if cfg.name == "lstm":
+    from ssl_jax.models.lstm import LSTMLanguageModel
+    return LSTMLanguageModel(vocab_size=vocab_size, max_len=cfg.max_len,
+                             num_layers=cfg.num_layers, width=cfg.width, dropout=cfg.dropout,
+                             decode=decode, dtype=dtype)
+  raise ConfigError(f"model.name must be 'gpt' or 'lstm' for a language model, got {cfg.name!r}.")

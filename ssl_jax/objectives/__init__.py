@@ -1,0 +1,1 @@
+"""Objectives: pure loss functions of model outputs and batches."""

@@ -1,0 +1,53 @@
+"""DIR/run.json: everything needed to rerun a result (config, overrides, code, libraries, hardware)."""
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import jax
+
+_LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "tensorflow-datasets",
+              "array_record", "numpy", "ml_collections", "sentencepiece")
+
+
+def _git(*args) -> str | None:
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10,
+                          check=True).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return None
+
+
+def collect(config, overrides: dict) -> dict:
+  versions = {}
+  for lib in _LIBRARIES:
+    try:
+      versions[lib] = importlib.metadata.version(lib)
+    except importlib.metadata.PackageNotFoundError:
+      versions[lib] = None
+  status = _git("status", "--porcelain", "--untracked-files=no")
+  return {
+      "config": config.to_dict(),
+      "overrides": overrides,
+      "command": sys.argv,
+      "git_commit": _git("rev-parse", "HEAD"),
+      "git_dirty": bool(status) if status is not None else None,
+      "versions": versions,
+      "python": platform.python_version(),
+      "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+      "device_kind": jax.devices()[0].device_kind,
+      "platform": jax.devices()[0].platform,
+      "device_count": jax.device_count(),
+      "local_device_count": jax.local_device_count(),
+      "process_count": jax.process_count(),
+      "host": platform.node(),
+  }
+
+
+def write(path: str, info: dict):
+  with open(path + ".tmp", "w") as f:
+    json.dump(info, f, indent=2, sort_keys=True, default=str)
+  os.replace(path + ".tmp", path)

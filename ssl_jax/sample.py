@@ -1,0 +1,109 @@
+"""Text generation from a language-model checkpoint, with a key/value cache.
+
+python -m ssl_jax.sample --workdir DIR --prompt TEXT --max_new_tokens N \
+    [--temperature T] [--top_k K] [--seed S]
+"""
+import functools
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ssl_jax import models
+from ssl_jax.errors import EXIT_CONFIG, ConfigError
+
+
+def _pick(logits_BxV, rng, temperature: float, top_k: int):
+  if temperature <= 0:
+    return jnp.argmax(logits_BxV, -1)
+  logits_BxV = logits_BxV / temperature
+  if top_k > 0:
+    kth_B1 = jax.lax.top_k(logits_BxV, top_k)[0][:, -1:]
+    logits_BxV = jnp.where(logits_BxV < kth_B1, -jnp.inf, logits_BxV)
+  return jax.random.categorical(rng, logits_BxV, -1)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+def _generate(model, params, prompt_1xP, rng, max_new_tokens, temperature, top_k):
+  P = prompt_1xP.shape[1]
+  cache = jax.tree.map(jnp.zeros_like, jax.eval_shape(
+      model.init, jax.random.key(0), jnp.zeros((1, model.max_len), jnp.int32))["cache"])
+  logits_1xPxV, mutated = model.apply({"params": params, "cache": cache}, prompt_1xP,
+                                      jnp.arange(P), mutable=["cache"])
+  first = _pick(logits_1xPxV[:, -1], jax.random.fold_in(rng, 0), temperature, top_k)
+
+  def step(carry, i):
+    cache, token_1 = carry
+    logits_1x1xV, mutated = model.apply({"params": params, "cache": cache}, token_1[:, None],
+                                        (P + i)[None], mutable=["cache"])
+    nxt = _pick(logits_1x1xV[:, 0], jax.random.fold_in(rng, i + 1), temperature, top_k)
+    return (mutated["cache"], nxt), token_1[0]
+
+  _, tokens_N = jax.lax.scan(step, (mutated["cache"], first), jnp.arange(max_new_tokens))
+  return tokens_N
+
+
+def generate(model_cfg, tokenizer, params, prompt: str, max_new_tokens: int, rng,
+             temperature: float = 1.0, top_k: int = 0) -> str:
+  """The continuation of `prompt` (a string), sampled from the model; cost linear in length."""
+  if max_new_tokens < 1:
+    raise ConfigError("max_new_tokens must be at least 1.")
+  model = models.language_model(model_cfg, tokenizer.vocab_size, decode=True)
+  ids = [tokenizer.eos_id] + list(tokenizer.encode(prompt))  # start as a new document
+  room = model_cfg.max_len - max_new_tokens
+  if room < 1:
+    raise ConfigError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the "
+                      f"model's context of {model_cfg.max_len} tokens.")
+  ids = ids[-room:]
+  tokens_N = _generate(model, params, jnp.asarray([ids], jnp.int32), rng, max_new_tokens,
+                       float(temperature), int(top_k))
+  tokens = np.asarray(tokens_N)
+  stop = np.flatnonzero(tokens == tokenizer.eos_id)
+  return tokenizer.decode(tokens[:stop[0]] if len(stop) else tokens)
+
+
+def load_for_sampling(workdir: str):
+  """(model config, tokenizer, params) from the latest checkpoint in workdir."""
+  from ssl_jax.checkpoint import Checkpointer
+  from ssl_jax.data import tokenizers
+  path = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(path):
+    raise ConfigError(f"No checkpoints in {workdir}; train first with python -m ssl_jax.main.")
+  ckpt = Checkpointer(path, async_save=False)
+  step = ckpt.latest_step()
+  if step is None:
+    raise ConfigError(f"No finished checkpoint in {path}.")
+  state, metadata = ckpt.restore(step)
+  ckpt.close()
+  if "tokenizer" not in metadata:
+    raise ConfigError(f"The checkpoint in {workdir} is not a language model's.")
+  model_cfg = ml_collections.ConfigDict(metadata["config"]["model"])
+  return model_cfg, tokenizers.from_spec(metadata["tokenizer"]), state["params"]
+
+
+def main(argv):
+  from absl import flags
+  f = flags.FLAGS
+  try:
+    model_cfg, tok, params = load_for_sampling(f.workdir)
+    text = generate(model_cfg, tok, params, f.prompt, f.max_new_tokens, jax.random.key(f.seed),
+                    f.temperature, f.top_k)
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return EXIT_CONFIG
+  print(f.prompt + text)
+  return 0
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.", required=True)
+  flags.DEFINE_string("prompt", "", "Text to continue.")
+  flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate.")
+  flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 is greedy.")
+  flags.DEFINE_integer("top_k", 40, "Sample among the k most likely tokens; 0 for all.")
+  flags.DEFINE_integer("seed", 0, "Sampling seed.")
+  app.run(lambda argv: sys.exit(main(argv)))

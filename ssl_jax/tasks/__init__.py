@@ -1,0 +1,39 @@
+"""A task binds data, model and objective for one `config.objective`.
+
+The generic train loop (train.py) sees only this interface: it never knows which model,
+objective or dataset is behind it.
+"""
+import dataclasses
+from typing import Any, Callable, Optional
+
+
+@dataclasses.dataclass
+class Task:
+  # key -> (params, model_state); model_state holds non-trained variables (BN stats, EMA).
+  init: Callable
+  # (params, model_state, batch, key) -> (loss, (metrics, new_model_state))
+  loss_fn: Callable
+  # (params, model_state, batch) -> additive sums; finalize_eval(total sums) -> metrics
+  eval_sums: Callable
+  finalize_eval: Callable
+  # grain MapDataset of this process's rows of each global batch (infinite)
+  train_data: Any
+  # list of this process's rows of the evaluation batches
+  eval_data: list
+  # what one batch counts, for throughput: ("tokens", B*T) or ("images", B)
+  unit: tuple
+  # Optional: (params, model_state, step) -> model_state after each update (e.g. an EMA)
+  after_update: Optional[Callable] = None
+  # Optional: (params, model_state, workdir) -> None, run by process 0 when training ends
+  on_end: Optional[Callable] = None
+  # JSON-able facts saved with each checkpoint (e.g. the tokenizer spec)
+  metadata: dict = dataclasses.field(default_factory=dict)
+
+
+def make_task(config) -> Task:
+  objective = config.objective
+  if objective == "next_token":
+    from ssl_jax.tasks import language
+    return language.next_token_task(config)
+  from ssl_jax.errors import ConfigError
+  raise ConfigError(f"Unknown objective {objective!r}; known: next_token.")
