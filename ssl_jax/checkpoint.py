@@ -41,3 +41,24 @@ class Checkpointer:
   def close(self):
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def load_latest(workdir: str):
+  """(step, state as nested dicts of arrays, metadata) of the newest checkpoint in workdir.
+
+  For tools that read a finished run (sampling, evaluation); raises ConfigError if none.
+  """
+  import os
+  from ssl_jax.errors import ConfigError
+  path = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(path):
+    raise ConfigError(f"No checkpoints in {workdir}; train first with python -m ssl_jax.main.")
+  ckpt = Checkpointer(path, async_save=False)
+  try:
+    step = ckpt.latest_step()
+    if step is None:
+      raise ConfigError(f"No finished checkpoint in {path}.")
+    state, metadata = ckpt.restore(step)
+  finally:
+    ckpt.close()
+  return step, state, metadata

@@ -67,17 +67,9 @@ def generate(model_cfg, tokenizer, params, prompt: str, max_new_tokens: int, rng
 
 def load_for_sampling(workdir: str):
   """(model config, tokenizer, params) from the latest checkpoint in workdir."""
-  from ssl_jax.checkpoint import Checkpointer
+  from ssl_jax.checkpoint import load_latest
   from ssl_jax.data import tokenizers
-  path = os.path.join(os.path.abspath(workdir), "checkpoints")
-  if not os.path.isdir(path):
-    raise ConfigError(f"No checkpoints in {workdir}; train first with python -m ssl_jax.main.")
-  ckpt = Checkpointer(path, async_save=False)
-  step = ckpt.latest_step()
-  if step is None:
-    raise ConfigError(f"No finished checkpoint in {path}.")
-  state, metadata = ckpt.restore(step)
-  ckpt.close()
+  _, state, metadata = load_latest(workdir)
   if "tokenizer" not in metadata:
     raise ConfigError(f"The checkpoint in {workdir} is not a language model's.")
   model_cfg = ml_collections.ConfigDict(metadata["config"]["model"])

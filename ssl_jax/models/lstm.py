@@ -16,35 +16,31 @@ class LSTMLanguageModel(nn.Module):
   decode: bool = False
   dtype: jnp.dtype = jnp.float32
 
-  def setup(self):
-    self.embed = nn.Embed(self.vocab_size, self.width,
-                          embedding_init=nn.initializers.uniform(0.1))
-    self.layers = [nn.RNN(nn.OptimizedLSTMCell(self.width, dtype=self.dtype), return_carry=True,
-                          name=f"lstm{i}") for i in range(self.num_layers)]
-    self.drop = nn.Dropout(self.dropout)
-
-  def features(self, tokens_BxT, positions_T=None, pad_mask_BxT=None, train=False):
-    x_BxTxD = self.drop(self.embed(tokens_BxT), deterministic=not train)
+  @nn.compact
+  def __call__(self, tokens_BxT, positions_T=None, pad_mask_BxT=None, train=False,
+               return_features=False):
+    embed = nn.Embed(self.vocab_size, self.width, embedding_init=nn.initializers.uniform(0.1))
+    drop = nn.Dropout(self.dropout, deterministic=not train)
+    x_BxTxD = drop(embed(tokens_BxT))
     B = tokens_BxT.shape[0]
-    for i, layer in enumerate(self.layers):
-      zeros = (jnp.zeros((B, self.width), jnp.float32),) * 2
+    for i in range(self.num_layers):
+      layer = nn.RNN(nn.OptimizedLSTMCell(self.width, dtype=self.dtype), return_carry=True,
+                     name=f"lstm{i}")
       if self.decode:
-        # The carry continues from the previous call; it restarts when position 0 is fed.
+        # The carry continues from the previous call and restarts when position 0 is fed.
+        zeros = (jnp.zeros((B, self.width), jnp.float32),) * 2
         carry = self.variable("cache", f"carry{i}", lambda: zeros)
-        init = carry.value
-        if positions_T is not None:
-          init = jnp.where(positions_T[0] == 0, 0.0, jnp.stack(init))
-          init = (init[0], init[1])
+        restart = positions_T is not None and positions_T[0] == 0
+        init = tuple(jnp.where(restart, 0.0, c) for c in carry.value)
         new_carry, x_BxTxD = layer(x_BxTxD, initial_carry=init)
         if not self.is_initializing():
           carry.value = new_carry
       else:
         _, x_BxTxD = layer(x_BxTxD)
-      x_BxTxD = self.drop(x_BxTxD, deterministic=not train)
-    return x_BxTxD
+      x_BxTxD = drop(x_BxTxD)
+    if return_features:
+      return x_BxTxD
+    return embed.attend(x_BxTxD).astype(jnp.float32)
 
-  def logits(self, x_BxTxD):
-    return self.embed.attend(x_BxTxD).astype(jnp.float32)
-
-  def __call__(self, tokens_BxT, positions_T=None, pad_mask_BxT=None, train=False):
-    return self.logits(self.features(tokens_BxT, positions_T, pad_mask_BxT, train))
+  def features(self, tokens_BxT, positions_T=None, pad_mask_BxT=None, train=False):
+    return self(tokens_BxT, positions_T, pad_mask_BxT, train, return_features=True)

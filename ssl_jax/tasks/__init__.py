@@ -30,10 +30,19 @@ class Task:
   metadata: dict = dataclasses.field(default_factory=dict)
 
 
+# config.objective -> "module:function" building its Task from the config.
+TASKS = {
+    "next_token": "ssl_jax.tasks.language:next_token_task",
+    "masked_lm": "ssl_jax.tasks.language:masked_lm_task",
+    "simclr": "ssl_jax.tasks.vision:simclr_task",
+    "byol": "ssl_jax.tasks.vision:byol_task",
+}
+
+
 def make_task(config) -> Task:
-  objective = config.objective
-  if objective == "next_token":
-    from ssl_jax.tasks import language
-    return language.next_token_task(config)
+  import importlib
   from ssl_jax.errors import ConfigError
-  raise ConfigError(f"Unknown objective {objective!r}; known: next_token.")
+  if config.objective not in TASKS:
+    raise ConfigError(f"Unknown objective {config.objective!r}; known: {', '.join(TASKS)}.")
+  module, function = TASKS[config.objective].split(":")
+  return getattr(importlib.import_module(module), function)(config)

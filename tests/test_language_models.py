@@ -1,0 +1,83 @@
+"""GPT and LSTM language models: causality, initial loss, key/value-cache decoding."""
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import parameterized
+
+from ssl_jax.models.gpt import GPT
+from ssl_jax.models.lstm import LSTMLanguageModel
+from ssl_jax.objectives import next_token
+
+V, T = 61, 16
+
+
+def _models(decode=False):
+  return {
+      "gpt_learned": GPT(vocab_size=V, max_len=T, num_layers=2, num_heads=2, width=32,
+                         decode=decode),
+      "gpt_rope": GPT(vocab_size=V, max_len=T, num_layers=2, num_heads=2, width=32,
+                      position="rope", decode=decode),
+      "lstm": LSTMLanguageModel(vocab_size=V, max_len=T, num_layers=2, width=32, decode=decode),
+  }
+
+
+class CausalityTest(chex.TestCase, parameterized.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters("gpt_learned", "gpt_rope", "lstm")
+  def test_future_tokens_never_change_past_logits(self, name):
+    model = _models()[name]
+    tokens = jax.random.randint(jax.random.key(0), (2, T), 0, V)
+    params = model.init(jax.random.key(1), tokens)["params"]
+    apply = self.variant(lambda p, x: model.apply({"params": p}, x))
+    logits = apply(params, tokens)
+    chex.assert_shape(logits, (2, T, V))
+    cut = 7
+    changed = tokens.at[:, cut:].set((tokens[:, cut:] + 1) % V)
+    logits2 = apply(params, changed)
+    chex.assert_trees_all_close(logits[:, :cut], logits2[:, :cut], atol=1e-5)
+    # ... and the model does look at its inputs: later positions do change.
+    assert not np.allclose(logits[:, cut:], logits2[:, cut:], atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["gpt_learned", "gpt_rope", "lstm"])
+def test_untrained_loss_is_about_log_vocab(name):
+  model = _models()[name]
+  tokens = jax.random.randint(jax.random.key(0), (4, T + 1), 0, V)
+  params = model.init(jax.random.key(1), tokens[:, :-1])["params"]
+  apply = lambda p, x, rng, train: model.apply({"params": p}, x)
+  loss, metrics = next_token.loss_fn(apply, jnp.ones(V), params, {"tokens": tokens}, None)
+  assert abs(float(loss) - np.log(V)) < 0.1
+  assert 0.0 <= float(metrics["accuracy"]) <= 1.0
+  np.testing.assert_allclose(metrics["bits_per_byte"], loss / np.log(2), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gpt_learned", "gpt_rope", "lstm"])
+def test_cached_decoding_matches_full_forward(name):
+  full, dec = _models()[name], _models(decode=True)[name]
+  tokens = jax.random.randint(jax.random.key(0), (1, T), 0, V)
+  params = full.init(jax.random.key(1), tokens)["params"]
+  want = full.apply({"params": params}, tokens)
+  cache = dec.init(jax.random.key(1), jnp.zeros((1, T), jnp.int32))["cache"]
+  cache = jax.tree.map(jnp.zeros_like, cache)
+  # Prefill 5 tokens, then feed one token at a time.
+  got, mutated = dec.apply({"params": params, "cache": cache}, tokens[:, :5], jnp.arange(5),
+                           mutable=["cache"])
+  pieces = [got]
+  cache = mutated["cache"]
+  for t in range(5, T):
+    got, mutated = dec.apply({"params": params, "cache": cache}, tokens[:, t:t + 1],
+                             jnp.array([t]), mutable=["cache"])
+    cache = mutated["cache"]
+    pieces.append(got)
+  chex.assert_trees_all_close(jnp.concatenate(pieces, 1), want, atol=1e-4)
+
+
+def test_bits_per_byte_counts_bytes_of_targets():
+  logits = jnp.zeros((1, 2, 4))  # uniform: nll = ln 4 per token
+  sums = next_token.next_token_sums(logits, jnp.array([[1, 2]]), jnp.array([0.0, 1.0, 3.0, 0.0]))
+  m = next_token.metrics_from_sums(sums)
+  np.testing.assert_allclose(m["bits_per_byte"], 2 * np.log(4) / np.log(2) / 4, rtol=1e-6)
+  np.testing.assert_allclose(m["loss"], np.log(4), rtol=1e-6)
