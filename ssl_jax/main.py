@@ -19,8 +19,10 @@ def parse_flags(argv):
   """absl parsing, but usage errors exit 2 with one clear paragraph instead of 1."""
   try:
     return flags.FLAGS(argv)
-  except flags.Error as e:
-    print(f"error: {e}\nUsage: python -m ssl_jax.main --config configs/NAME.py --workdir DIR "
+  except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
+    # ml_collections reports an unknown field as a KeyError with a "did you mean" hint.
+    message = e.args[0] if isinstance(e, KeyError) and e.args else e
+    print(f"error: {message}\nUsage: python -m ssl_jax.main --config configs/NAME.py --workdir DIR "
           "[--config.FIELD=VALUE ...]", file=sys.stderr)
     sys.exit(EXIT_CONFIG)
 
@@ -45,8 +47,13 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   from ssl_jax import train
-  config = _CONFIG.value
-  overrides = {k: v for k, v in config_flags.get_override_values(flags.FLAGS["config"]).items()}
+  try:
+    config = _CONFIG.value
+    config.keys()  # a config file that failed to load raises here
+  except (OSError, SyntaxError, AttributeError) as e:
+    print(f"error: could not load --config: {e}", file=sys.stderr)
+    return EXIT_CONFIG
+  overrides = dict(config_flags.get_override_values(flags.FLAGS["config"]))
   try:
     return train.train(config, os.path.abspath(_WORKDIR.value), overrides)
   except ConfigError as e:

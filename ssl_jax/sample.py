@@ -77,8 +77,9 @@ def load_for_sampling(workdir: str):
 
 
 def main(argv):
-  from absl import flags
+  from absl import flags, logging
   f = flags.FLAGS
+  logging.set_verbosity(logging.WARNING)
   try:
     model_cfg, tok, params = load_for_sampling(f.workdir)
     text = generate(model_cfg, tok, params, f.prompt, f.max_new_tokens, jax.random.key(f.seed),

@@ -52,7 +52,7 @@ def make_train_step(task, tx, grad_accum: int = 1):
     params = optax.apply_updates(state.params, updates)
     if task.after_update is not None:
       model_state = task.after_update(params, model_state, state.step)
-    metrics = {**metrics, "grad_norm": optax.global_norm(grads)}
+    metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                          model_state=model_state), metrics
 

@@ -42,3 +42,30 @@ def run_cli(module, *args, env=None, timeout=600):
   full_env.update(env or {})
   return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
                         capture_output=True, text=True, timeout=timeout)
+
+
+def tiny_lm_config(source: str, data_dir: str, **overrides):
+  """configs/gpt_tiny.py shrunk to seconds: 1 layer, width 32, sequences of 32 bytes."""
+  sys.path.insert(0, REPO)
+  from configs import gpt_tiny
+  c = gpt_tiny.get_config()
+  c.data.source, c.data.data_dir = source, data_dir
+  c.data.seq_len = c.model.max_len = 32
+  c.model.num_layers, c.model.num_heads, c.model.width = 1, 2, 32
+  c.total_steps, c.batch_size, c.log_every, c.eval_every, c.checkpoint_every = 12, 8, 2, 6, 6
+  c.eval_steps, c.optim.warmup_steps = 2, 2
+  for key, value in overrides.items():
+    target = c
+    *path, last = key.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = value
+  return c
+
+
+TINY_CLI_FLAGS = [
+    "--config.data.seq_len=32", "--config.model.max_len=32", "--config.model.num_layers=1",
+    "--config.model.num_heads=2", "--config.model.width=32", "--config.total_steps=12",
+    "--config.batch_size=8", "--config.log_every=2", "--config.eval_every=6",
+    "--config.checkpoint_every=6", "--config.eval_steps=2", "--config.optim.warmup_steps=2",
+]

@@ -150,6 +150,11 @@ def build(kind: str, vocab_size: int, train_docs, cache_path: str):
   if os.path.exists(path):
     with open(path) as f:
       return from_spec(json.load(f))
+  if kind == "sentencepiece" and vocab_size < 512:
+    raise ConfigError("data.vocab_size must be at least 512 for sentencepiece (256 byte "
+                      f"fallback pieces plus the corpus' characters), got {vocab_size}.")
+  if kind == "words" and vocab_size < 3:
+    raise ConfigError(f"data.vocab_size must be at least 3 for words, got {vocab_size}.")
   cls = SentencePieceTokenizer if kind == "sentencepiece" else WordTokenizer
   tok = cls.train(train_docs(), vocab_size)
   os.makedirs(os.path.dirname(path), exist_ok=True)
