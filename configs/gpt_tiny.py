@@ -17,6 +17,8 @@ def get_config():
   c.eval_steps = 16
   c.checkpoint_every = 200
   c.keep_checkpoints = 3
+  c.parallel = "jit"  # or "pmap" (classic replicated data parallel)
+  c.skip_nonfinite = False  # True: a NaN/Inf step is skipped instead of stopping the run
   c.sample_prompt = "def "
 
   c.data = ml_collections.ConfigDict()

@@ -1,5 +1,6 @@
 """Orbax checkpoints: train state + grain iterator state + JSON run metadata, per step."""
 import grain
+import jax
 import orbax.checkpoint as ocp
 
 
@@ -34,6 +35,31 @@ class Checkpointer:
       items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
     out = self.manager.restore(step, args=ocp.args.Composite(**items))
     return out["state"], out["metadata"]
+
+  def restore_latest_good(self, abstract_state=None, data_iter=None, log=print):
+    """(step, state, metadata) of the newest checkpoint that restores, or None if none exist.
+
+    A checkpoint that fails to restore is reported, renamed to STEP.unreadable (kept for
+    inspection, never deleted) and the previous one is tried. Unfinished saves
+    (STEP.orbax-checkpoint-tmp*) are never listed as steps in the first place.
+    """
+    import os
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        state, metadata = self.restore(step, abstract_state, data_iter)
+        return step, state, metadata
+      except Exception as e:  # any failure to read means this checkpoint is unusable
+        path = os.path.join(str(self.manager.directory), str(step))
+        aside = f"{path}.unreadable"
+        if jax.process_index() == 0 and os.path.exists(path):
+          os.replace(path, aside)
+        if jax.process_count() > 1:
+          from jax.experimental import multihost_utils
+          multihost_utils.sync_global_devices(f"ssl_jax_unreadable_{step}")
+        log(f"WARNING: the checkpoint at step {step} could not be restored "
+            f"({type(e).__name__}: {str(e)[:300]}); moved it to {aside} and trying the previous one.")
+        self.manager.reload()
+    return None
 
   def wait(self):
     self.manager.wait_until_finished()

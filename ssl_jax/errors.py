@@ -3,6 +3,7 @@
 EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_DATA = 3
+EXIT_DIVERGED = 4  # NaN/Inf loss or gradient; the last good checkpoint is kept
 EXIT_PREEMPTED = 75
 
 

@@ -1,6 +1,7 @@
 """Entry point: python -m ssl_jax.main --config configs/NAME.py --workdir DIR [--config.F=V ...]
 
-Exit codes: 0 done, 2 bad config or usage, 3 data problem, 75 preempted after a checkpoint.
+Exit codes: 0 done, 2 bad config or usage, 3 data problem, 4 diverged (NaN/Inf),
+75 preempted after a checkpoint.
 """
 import os
 import sys
@@ -8,11 +9,18 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, ConfigError, DataError
+from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, EXIT_DIVERGED, ConfigError, DataError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file (get_config()).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and run.json.")
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "Resume a workdir whose recorded config differs.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for multi-process runs outside "
+    "TPU pods and SLURM (where it is detected automatically).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
 
 def parse_flags(argv):
@@ -35,6 +43,18 @@ def setup_jax():
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def init_distributed():
+  """jax.distributed.initialize from flags, or auto-detected on TPU pods and SLURM."""
+  import jax
+  if _COORDINATOR.value:
+    if _NUM_PROCESSES.value is None or _PROCESS_ID.value is None:
+      raise ConfigError("--coordinator_address needs --num_processes and --process_id.")
+    jax.distributed.initialize(_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)
+  elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "TPU_WORKER_HOSTNAMES" in os.environ:
+    jax.distributed.initialize()
+
+
 def main(argv):
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
@@ -43,6 +63,11 @@ def main(argv):
     print("error: --config and --workdir are required.", file=sys.stderr)
     return EXIT_CONFIG
   setup_jax()
+  try:
+    init_distributed()
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return EXIT_CONFIG
   from absl import logging
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
@@ -55,13 +80,17 @@ def main(argv):
     return EXIT_CONFIG
   overrides = dict(config_flags.get_override_values(flags.FLAGS["config"]))
   try:
-    return train.train(config, os.path.abspath(_WORKDIR.value), overrides)
+    return train.train(config, os.path.abspath(_WORKDIR.value), overrides,
+                       allow_config_change=_ALLOW_CHANGE.value)
   except ConfigError as e:
     print(f"error: bad config: {e}", file=sys.stderr)
     return EXIT_CONFIG
   except DataError as e:
     print(f"error: data: {e}", file=sys.stderr)
     return EXIT_DATA
+  except train.Diverged as e:
+    print(f"error: training diverged: {e}", file=sys.stderr)
+    return EXIT_DIVERGED
 
 
 def run():

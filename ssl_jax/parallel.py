@@ -54,3 +54,106 @@ def with_shardings(abstract_state, shardings):
 def global_batch(local_batch, sharding: NamedSharding):
   """Assembles each process's rows into global arrays sharded over the batch axes."""
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
+
+
+def host_tree(tree):
+  """A pytree of global arrays as NumPy on every process (gathering shards across hosts)."""
+  if all(getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(tree)):
+    return jax.device_get(tree)
+  from jax.experimental import multihost_utils
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+class JitParallel:
+  """jax.jit over the mesh: global arrays, the batch split over (data, fsdp), state sharded
+  by the FSDP rule. Cross-device reductions (loss means, BN statistics, contrastive
+  negatives) happen over the global batch by construction."""
+  axis_name = None
+
+  def __init__(self, mesh: Mesh):
+    self.mesh = mesh
+    self.batch_sharding = batch_sharding(mesh)
+
+  def setup(self, abstract_state):
+    self.shardings = state_shardings(abstract_state, self.mesh)
+    self.restore_target = with_shardings(abstract_state, self.shardings)
+
+  def init(self, init_fn, key):
+    return jax.jit(init_fn, out_shardings=self.shardings)(key)
+
+  def from_restored(self, state):
+    return state
+
+  def to_saveable(self, state):
+    return state
+
+  def step(self, step_fn):
+    return jax.jit(step_fn, in_shardings=(self.shardings, self.batch_sharding),
+                   out_shardings=(self.shardings, replicated(self.mesh)), donate_argnums=0)
+
+  def eval(self, sums_fn):
+    return jax.jit(sums_fn, out_shardings=replicated(self.mesh))
+
+  def batch(self, local_batch):
+    return global_batch(local_batch, self.batch_sharding)
+
+  def host(self, tree):
+    return host_tree(tree)
+
+
+class PmapParallel:
+  """Classic data parallelism with jax.pmap: state replicated on every local device, each
+  device a slice of the batch, gradients and metrics averaged with pmean over `batch`."""
+  axis_name = "batch"
+
+  def __init__(self, mesh: Mesh):
+    self.mesh = mesh
+    self.n = jax.local_device_count()
+    self._replicated = replicated(mesh)
+    self._broadcast = jax.pmap(lambda x: x)
+
+  def setup(self, abstract_state):
+    self.restore_target = with_shardings(
+        abstract_state, jax.tree.map(lambda _: self._replicated, abstract_state))
+
+  def _replicate(self, host_tree_):
+    return self._broadcast(jax.tree.map(
+        lambda x: np.broadcast_to(np.asarray(x), (self.n,) + np.shape(x)), host_tree_))
+
+  def init(self, init_fn, key):
+    return self._replicate(jax.device_get(jax.jit(init_fn)(key)))
+
+  def from_restored(self, state):
+    return self._replicate(jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state))
+
+  def to_saveable(self, state):
+    # Checkpoints hold global replicated arrays, the same format as the jit path's.
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
+        self._replicated, np.asarray(x[0])), state)
+
+  def step(self, step_fn):
+    return jax.pmap(step_fn, axis_name=self.axis_name, donate_argnums=0)
+
+  def eval(self, sums_fn):
+    mapped = jax.pmap(lambda *a: jax.lax.psum(sums_fn(*a), self.axis_name),
+                      axis_name=self.axis_name)
+    return lambda *a: jax.tree.map(lambda x: x[0], mapped(*a))
+
+  def batch(self, local_batch):
+    return jax.tree.map(lambda x: x.reshape(self.n, -1, *x.shape[1:]), local_batch)
+
+  def host(self, tree):
+    return jax.device_get(jax.tree.map(lambda x: x[0] if getattr(x, "ndim", 0) else x, tree))
+
+
+def make(kind: str, fsdp: int = 1):
+  """The parallel wrapper config.parallel names: "jit" (default) or "pmap"."""
+  mesh = make_mesh(fsdp)
+  if kind == "jit":
+    return JitParallel(mesh)
+  if kind == "pmap":
+    if fsdp != 1:
+      raise ConfigError("parallel='pmap' replicates the state; it cannot be combined with "
+                        f"mesh.fsdp={fsdp}. Use parallel='jit' for FSDP.")
+    return PmapParallel(mesh)
+  raise ConfigError(f"parallel must be 'jit' or 'pmap', got {kind!r}.")

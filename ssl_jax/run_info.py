@@ -51,3 +51,22 @@ def write(path: str, info: dict):
   with open(path + ".tmp", "w") as f:
     json.dump(info, f, indent=2, sort_keys=True, default=str)
   os.replace(path + ".tmp", path)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def config_diff(recorded: dict, current: dict) -> list[str]:
+  """Lines 'field: recorded -> current' for every field that differs (JSON-normalised)."""
+  old = _flatten(json.loads(json.dumps(recorded, default=str)))
+  new = _flatten(json.loads(json.dumps(current, default=str)))
+  missing = object()
+  return [f"  {k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}"
+          for k in sorted(set(old) | set(new)) if old.get(k, missing) != new.get(k, missing)]

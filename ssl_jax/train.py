@@ -1,6 +1,7 @@
 """The one generic training loop: init or restore, step, evaluate, checkpoint, preempt.
 
-It knows a Task (tasks/__init__.py) and an optax optimizer, nothing about models or data.
+It knows a Task (tasks/__init__.py), an optax optimizer and a parallel wrapper
+(parallel.py: jit over a mesh, or pmap); nothing about models or data.
 """
 import json
 import os
@@ -21,9 +22,14 @@ from ssl_jax.step import TrainState, make_train_step
 from ssl_jax.tasks import make_task
 
 
+class Diverged(RuntimeError):
+  """A NaN/Inf loss or gradient; the last good checkpoint is kept."""
+
+
 def validate(config):
   """Checks shared by every objective, before anything is built or written."""
-  for field in ("total_steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
+  for field in ("total_steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
+                "grad_accum"):
     if config[field] <= 0:
       raise ConfigError(f"{field} must be positive, got {config[field]}.")
   n = jax.device_count()
@@ -36,129 +42,180 @@ def validate(config):
 
 
 class PreemptionWatcher:
-  """SIGTERM/SIGINT ask the loop to checkpoint and exit 75 after the current step."""
+  """SIGTERM/SIGINT ask the loop to checkpoint and exit 75 after the current step.
+
+  With several processes they must stop at the same step: each process's flag is
+  combined with the others' at log intervals (the loop already syncs there).
+  """
 
   def __init__(self):
     self.signal = None
-    self._previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      self._previous[sig] = signal.signal(sig, self._handle)
+    self._previous = {sig: signal.signal(sig, self._handle)
+                      for sig in (signal.SIGTERM, signal.SIGINT)}
 
   def _handle(self, signum, frame):
     if self.signal is not None and signum == signal.SIGINT:
       raise KeyboardInterrupt  # a second Ctrl-C stops at once
     self.signal = signum
 
+  def should_stop(self, sync_now: bool) -> bool:
+    if jax.process_count() == 1:
+      return self.signal is not None
+    if not sync_now:
+      return False
+    from jax.experimental import multihost_utils
+    flags = multihost_utils.process_allgather(np.int32(self.signal is not None))
+    return bool(np.any(flags))
+
   def restore(self):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
 
 
-def evaluate(task, eval_step, state, batch_sharding) -> dict:
+def check_workdir_config(workdir, config, overrides, allow_change: bool, log):
+  """Writes run.json on the first start; later starts must have the same config."""
+  path = os.path.join(workdir, "run.json")
+  if not os.path.exists(path):
+    if jax.process_index() == 0:
+      os.makedirs(workdir, exist_ok=True)
+      run_info.write(path, run_info.collect(config, overrides))
+    return
+  with open(path) as f:
+    recorded = json.load(f)
+  diff = run_info.config_diff(recorded["config"], config.to_dict())
+  if not diff:
+    return
+  if not allow_change:
+    raise ConfigError(
+        f"The config differs from the one recorded in {path}:\n" + "\n".join(diff) +
+        "\nUse a new --workdir, or pass --allow_config_change to resume with the new config.")
+  log("Resuming with a changed config (--allow_config_change):\n" + "\n".join(diff))
+  if jax.process_index() == 0:
+    info = run_info.collect(config, overrides)
+    info["config_changes"] = recorded.get("config_changes", []) + [
+        {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "diff": diff}]
+    run_info.write(path, info)
+
+
+def evaluate(task, par, eval_step, state) -> dict:
   total = None
   for local in task.eval_data:
-    sums = eval_step(state.params, state.model_state, parallel.global_batch(local, batch_sharding))
+    sums = eval_step(state.params, state.model_state, par.batch(local))
     total = sums if total is None else jax.tree.map(jnp.add, total, sums)
-  return {k: float(v) for k, v in task.finalize_eval(jax.device_get(total)).items()}
+  return {k: float(v) for k, v in task.finalize_eval(par.host(total)).items()}
 
 
-def train(config, workdir: str, overrides: dict | None = None) -> int:
+def train(config, workdir: str, overrides: dict | None = None,
+          allow_config_change: bool = False) -> int:
   """Trains config in workdir (resuming if it holds checkpoints); returns the exit code."""
+  is_main = jax.process_index() == 0
+  log = (lambda msg: print(msg, flush=True)) if is_main else (lambda msg: None)
   validate(config)
-  mesh = parallel.make_mesh(config.mesh.fsdp)
+  par = parallel.make(config.parallel, config.mesh.fsdp)
   task = make_task(config)  # may prepare data; the workdir is still untouched
   tx, schedule = optim.make(config.optim, config.total_steps)
 
   def init_state(key):
     params_key, rng = jax.random.split(key)
     params, model_state = task.init(params_key)
-    return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), model_state, rng)
+    return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), model_state,
+                      jax.random.key_data(rng))
 
   key = jax.random.key(config.seed)
-  abstract = jax.eval_shape(init_state, key)
-  shardings = parallel.state_shardings(abstract, mesh)
-  batch_sharding = parallel.batch_sharding(mesh)
-  is_main = jax.process_index() == 0
+  par.setup(jax.eval_shape(init_state, key))
+  check_workdir_config(workdir, config, overrides or {}, allow_config_change, log)
 
-  os.makedirs(workdir, exist_ok=True)
-  if is_main and not os.path.exists(os.path.join(workdir, "run.json")):
-    run_info.write(os.path.join(workdir, "run.json"), run_info.collect(config, overrides or {}))
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
   data_iter = pipeline.to_iterator(task.train_data)
-  latest = ckpt.latest_step()
-  if latest is not None:
-    state, _ = ckpt.restore(latest, parallel.with_shardings(abstract, shardings), data_iter)
-    print(f"Resumed from the checkpoint at step {latest} in {workdir}.", flush=True)
+  restored = ckpt.restore_latest_good(par.restore_target, data_iter, log=log)
+  if restored is not None:
+    state = par.from_restored(restored[1])
+    log(f"Resumed from the checkpoint at step {restored[0]} in {workdir}.")
   else:
-    state = jax.jit(init_state, out_shardings=shardings)(key)
-  start = int(state.step)
+    state = par.init(init_state, key)
+  start = int(par.host(state.step))
   if start >= config.total_steps:
-    print(f"Already trained: step {start} >= total_steps={config.total_steps}; nothing to do.")
+    log(f"Already trained: step {start} >= total_steps={config.total_steps}; nothing to do.")
     ckpt.close()
     return EXIT_OK
 
-  train_step = jax.jit(make_train_step(task, tx, config.grad_accum),
-                       in_shardings=(shardings, batch_sharding),
-                       out_shardings=(shardings, parallel.replicated(mesh)), donate_argnums=0)
-  eval_step = jax.jit(task.eval_sums, out_shardings=parallel.replicated(mesh))
+  train_step = par.step(make_train_step(task, tx, config.grad_accum, par.axis_name,
+                                        config.skip_nonfinite))
+  eval_step = par.eval(task.eval_sums)
   metadata = {"config": json.loads(config.to_json_best_effort()), **task.metadata}
   writer = MetricWriter(workdir, enabled=is_main)
   watcher = PreemptionWatcher()
   unit_name, units_per_step = task.unit
   bar = tqdm(total=config.total_steps, initial=start, disable=not is_main, unit="step",
-             dynamic_ncols=True, mininterval=1.0)
+             dynamic_ncols=True, mininterval=2.0)
 
-  pending = None  # (step, device metrics): read one step late so the host never waits on it
-  window = (start, time.time())
+  pending = None  # (step, device metrics): read one step late so the host never waits
+  flags = []  # (step, device non-finite flags) since the last read; fetched together
+  window = [start, time.time()]
 
-  def log(step, metrics):
-    nonlocal window
-    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  def log_train(step, metrics):
+    bad = [(s, int(f)) for s, f in zip([s for s, _ in flags], par.host([f for _, f in flags]))
+           if int(f)]
+    flags.clear()
+    if bad and not config.skip_nonfinite:
+      first, bits = bad[0]
+      names = [n for bit, n in ((1, "loss"), (2, "grad_norm")) if bits & bit]
+      raise Diverged(f"Non-finite {' and '.join(names)} at step {first}; stopped, and the "
+                     "last good checkpoint is kept. Lower optim.lr, or set "
+                     "--config.skip_nonfinite=True to skip such steps.")
+    values = {k: float(v) for k, v in par.host(metrics).items() if k != "nonfinite"}
+    values["skipped_steps"] = float(len(bad))
     values["lr"] = float(schedule(step - 1))
     now = time.time()
     values[f"{unit_name}_per_s"] = (step - window[0]) * units_per_step / max(now - window[1], 1e-9)
-    window = (step, now)
+    window[:] = [step, now]
     writer.write(step, "train", values)
-    bar.set_postfix(loss=f"{values['loss']:.3f}", **{f"{unit_name}/s": f"{values[f'{unit_name}_per_s']:.0f}"})
-    if not np.isfinite(values["loss"]):
-      raise FloatingPointError(f"loss is {values['loss']} at step {step}.")
+    bar.set_postfix({"loss": f"{values['loss']:.3f}",
+                     f"{unit_name}/s": f"{values[f'{unit_name}_per_s']:.0f}"})
+
+  def save(step, force=False):
+    ckpt.save(step, par.to_saveable(state), data_iter, {**metadata, "step": step}, force=force)
 
   try:
     for step in range(start + 1, config.total_steps + 1):
-      batch = parallel.global_batch(next(data_iter), batch_sharding)
-      state, metrics = train_step(state, batch)
+      state, metrics = train_step(state, par.batch(next(data_iter)))
+      flags.append((step, metrics["nonfinite"]))
       if pending is not None:
-        log(*pending)
+        log_train(*pending)
         pending = None
-      if step % config.log_every == 0 or step == config.total_steps:
-        pending = (step, metrics)
       bar.update(1)
-      if step % config.eval_every == 0 or step == config.total_steps:
-        if pending is not None:
-          log(*pending)
-          pending = None
-        results = evaluate(task, eval_step, state, batch_sharding)
+      is_eval = step % config.eval_every == 0 or step == config.total_steps
+      is_ckpt = step % config.checkpoint_every == 0 or step == config.total_steps
+      is_log = step % config.log_every == 0 or is_eval or is_ckpt
+      if is_log:
+        pending = (step, metrics)
+      if is_eval or is_ckpt:
+        log_train(*pending)  # now, not late: it also guards the checkpoint against NaNs
+        pending = None
+      if is_eval:
+        results = evaluate(task, par, eval_step, state)
         writer.write(step, "eval", results)
         bar.write(f"step {step}: eval " + " ".join(f"{k}={v:.4f}" for k, v in results.items()))
-        window = (step, time.time())  # throughput excludes evaluation
-      if step % config.checkpoint_every == 0 or step == config.total_steps:
-        ckpt.save(step, state, data_iter, {**metadata, "step": step})
-      if watcher.signal is not None:
+        window[:] = [step, time.time()]  # throughput excludes evaluation
+      if is_ckpt:
+        save(step)
+      if watcher.should_stop(sync_now=is_log):
         if pending is not None:
-          log(*pending)
-        ckpt.save(step, state, data_iter, {**metadata, "step": step}, force=True)
+          log_train(*pending)
+        if not is_ckpt:
+          save(step, force=True)
         ckpt.close()
         bar.close()
-        print(f"Preempted by signal {watcher.signal}: checkpoint at step {step} written; "
-              "rerun the same command to resume.", flush=True)
+        log(f"Preempted by signal {watcher.signal or 'on another process'}: checkpoint at step "
+            f"{step} written; rerun the same command to resume.")
         return EXIT_PREEMPTED
-    if pending is not None:
-      log(*pending)
   finally:
     watcher.restore()
     bar.close()
     writer.close()
   ckpt.close()
-  if is_main and task.on_end is not None:
-    task.on_end(jax.device_get(state.params), jax.device_get(state.model_state), workdir)
+  if task.on_end is not None:
+    params, model_state = par.host((state.params, state.model_state))  # collective
+    if is_main:
+      task.on_end(params, model_state, workdir)
   return EXIT_OK

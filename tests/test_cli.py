@@ -59,9 +59,15 @@ def test_train_resume_and_sample(corpus_dir, data_dir, tmp_path):
   again = _main(workdir, source=f"{corpus_dir}/*.py", data_dir=data_dir)
   assert again.returncode == 0 and "nothing to do" in again.stdout
 
-  longer = _main(workdir, "--config.total_steps=14", source=f"{corpus_dir}/*.py",
-                 data_dir=data_dir)
+  refused = _main(workdir, "--config.total_steps=14", source=f"{corpus_dir}/*.py",
+                  data_dir=data_dir)
+  assert refused.returncode == 2 and "total_steps: 12 -> 14" in refused.stderr
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["12", "6"]
+  longer = _main(workdir, "--config.total_steps=14", "--allow_config_change",
+                 source=f"{corpus_dir}/*.py", data_dir=data_dir)
   assert longer.returncode == 0 and "Resumed from the checkpoint at step 12" in longer.stdout
+  info = json.load(open(os.path.join(workdir, "run.json")))
+  assert info["config"]["total_steps"] == 14 and info["config_changes"]
 
   kw = ("--workdir", workdir, "--prompt", "def ", "--max_new_tokens", "10", "--seed", "3")
   s1, s2 = run_cli("ssl_jax.sample", *kw), run_cli("ssl_jax.sample", *kw)
