@@ -1,0 +1,66 @@
+"""SimCLR on scikit-learn's digits: the embedded default image job (2-core CPU, ~7 minutes).
+
+A small-width ResNet-18 (CIFAR stem) on 16x16 upsampled digits. Evaluate the encoder with
+  python -m ssl_jax.evaluate --workdir DIR --protocol linear   (or knn, fewshot, finetune)
+Results and timings: docs/simclr_digits.md.
+"""
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.objective = "simclr"
+  c.seed = 0
+  c.total_steps = 1000
+  c.batch_size = 256
+  c.grad_accum = 1
+  c.log_every = 50
+  c.eval_every = 500
+  c.eval_steps = 4
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 2
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "digits"  # digits | image_folder | a TFDS image dataset (cifar10, ...)
+  c.data.source = ""  # the root directory for image_folder
+  c.data.data_dir = ""  # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  c.data.train_split = "train"  # pretraining images (labels unused)
+  c.data.eval_split = "test"
+  c.data.probe_split = "train"  # labelled images the evaluations train on
+  c.data.image_size = 16
+
+  c.augment = ml_collections.ConfigDict()
+  c.augment.preset = "simclr"
+  c.augment.strength = 0.5  # colour jitter s; grayscale digits only feel brightness/contrast
+  c.augment.crop_min_scale = 0.2  # 8x8 digits have little to spare
+  c.augment.blur = False  # as SimCLR does for small images
+  c.augment.flip = False  # a mirrored digit is often another digit
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "resnet"
+  c.model.depth = 18
+  c.model.stem = "cifar"
+  c.model.width = 16
+  c.model.dtype = "float32"
+
+  c.head = ml_collections.ConfigDict()
+  c.head.hidden_dim = 0  # 0 = the encoder's feature size
+  c.head.out_dim = 64
+  c.head.num_layers = 2
+
+  c.simclr = ml_collections.ConfigDict()
+  c.simclr.temperature = 0.2
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "lars"
+  c.optim.lr = 1.0 * c.batch_size / 256  # SimCLR's linear scaling
+  c.optim.warmup_steps = 50
+  c.optim.min_lr_ratio = 0.0
+  c.optim.b1 = 0.9  # momentum
+  c.optim.b2 = 0.999  # unused by LARS
+  c.optim.weight_decay = 1e-5
+  c.optim.grad_clip = 0.0
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.fsdp = 1
+  return c

@@ -1,0 +1,84 @@
+"""python -m ssl_jax.evaluate --workdir DIR --protocol linear|knn|fewshot|finetune|perplexity
+
+Prints one JSON line ({"step", "split": protocol, metrics...}) and appends it to
+DIR/metrics.jsonl. Exit codes: 0 done, 2 bad usage or checkpoint, 3 data problem.
+"""
+import json
+import os
+import sys
+
+from absl import app, flags
+
+from ssl_jax import evaluate
+from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, ConfigError, DataError
+
+_DEFAULTS = evaluate.Options()
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
+_PROTOCOL = flags.DEFINE_string("protocol", None, f"One of {', '.join(evaluate.PROTOCOLS)}.")
+_BASELINES = flags.DEFINE_bool("baselines", _DEFAULTS.baselines,
+                               "Also evaluate raw inputs and a randomly initialised encoder.")
+_SEED = flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed for splits, draws and baselines.")
+_BATCH = flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size,
+                              "Batch size for features and fine-tuning.")
+_MAX_TRAIN = flags.DEFINE_integer("max_train_examples", _DEFAULTS.max_train_examples,
+                                  "Use at most this many labelled training examples; 0 = all.")
+_MAX_TEST = flags.DEFINE_integer("max_test_examples", _DEFAULTS.max_test_examples,
+                                 "Use at most this many test examples; 0 = all.")
+_FT_STEPS = flags.DEFINE_integer("finetune_steps", _DEFAULTS.finetune_steps,
+                                 "Optimizer steps of the finetune protocol.")
+_FT_LR = flags.DEFINE_float("finetune_lr", _DEFAULTS.finetune_lr, "Peak AdamW learning rate.")
+
+USAGE = ("Usage: python -m ssl_jax.evaluate --workdir DIR --protocol "
+         f"{'|'.join(evaluate.PROTOCOLS)} [--baselines=false] [--seed S]")
+
+
+def parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {e}\n{USAGE}", file=sys.stderr)
+    sys.exit(EXIT_CONFIG)
+
+
+def main(argv):
+  if len(argv) > 1:
+    print(f"error: unexpected arguments {argv[1:]}\n{USAGE}", file=sys.stderr)
+    return EXIT_CONFIG
+  if not _WORKDIR.value or not _PROTOCOL.value:
+    print(f"error: --workdir and --protocol are required.\n{USAGE}", file=sys.stderr)
+    return EXIT_CONFIG
+  from absl import logging
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  from ssl_jax.main import setup_jax
+  setup_jax()
+  options = evaluate.Options(
+      seed=_SEED.value, baselines=_BASELINES.value, batch_size=_BATCH.value,
+      max_train_examples=_MAX_TRAIN.value, max_test_examples=_MAX_TEST.value,
+      finetune_steps=_FT_STEPS.value, finetune_lr=_FT_LR.value)
+  for field in ("batch_size", "finetune_steps"):
+    if getattr(options, field) <= 0:
+      print(f"error: --{field} must be positive.", file=sys.stderr)
+      return EXIT_CONFIG
+  workdir = os.path.abspath(_WORKDIR.value)
+  try:
+    result = evaluate.evaluate(workdir, _PROTOCOL.value, options)
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return EXIT_CONFIG
+  except DataError as e:
+    print(f"error: data: {e}", file=sys.stderr)
+    return EXIT_DATA
+  import jax
+  if jax.process_index() == 0:
+    from ssl_jax.metrics import MetricWriter
+    writer = MetricWriter(workdir)
+    writer.write(result["step"], result["split"],
+                 {k: v for k, v in result.items() if k not in ("step", "split")})
+    writer.close()
+  print(json.dumps(result), flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)

@@ -1,0 +1,76 @@
+"""Linear probe: L2-regularised multinomial logistic regression on frozen, standardised
+features, solved to convergence with L-BFGS. The L2 strength is picked on a held-out
+fifth of the training set, then the probe is refit on all of it."""
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import optax.tree_utils as otu
+
+from ssl_jax.evaluate import transfer as tr
+
+L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "max_iter"))
+def fit(features_NxD, labels_N, l2, num_classes: int, max_iter: int = 1000, tol: float = 1e-5):
+  """(weights DxK, bias K, iterations) minimising mean cross entropy + l2/2 |W|^2."""
+  def objective(wb):
+    w, b = wb
+    logits = features_NxD @ w + b
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels_N).mean()
+    return ce + 0.5 * l2 * jnp.sum(w ** 2)
+
+  solver = optax.lbfgs()
+  value_and_grad = optax.value_and_grad_from_state(objective)
+
+  def step(carry):
+    wb, state = carry
+    value, grad = value_and_grad(wb, state=state)
+    updates, state = solver.update(grad, state, wb, value=value, grad=grad, value_fn=objective)
+    return optax.apply_updates(wb, updates), state
+
+  def not_converged(carry):
+    _, state = carry
+    count = otu.tree_get(state, "count")
+    grad_norm = otu.tree_norm(otu.tree_get(state, "grad"))
+    return (count == 0) | ((count < max_iter) & (grad_norm >= tol))
+
+  D = features_NxD.shape[1]
+  wb = (jnp.zeros((D, num_classes)), jnp.zeros((num_classes,)))
+  (w, b), state = jax.lax.while_loop(not_converged, step, (wb, solver.init(wb)))
+  return w, b, otu.tree_get(state, "count")
+
+
+def accuracy(w, b, features_NxD, labels_N) -> float:
+  return float(np.mean(np.argmax(features_NxD @ np.asarray(w) + np.asarray(b), -1) == labels_N))
+
+
+def probe(train_NxD, train_labels, test_MxD, test_labels, num_classes: int, seed: int = 0):
+  """{"top1", "l2"}: test accuracy of the probe whose L2 strength validated best."""
+  train_NxD, test_MxD = tr.standardise(train_NxD, test_MxD)
+  order = np.random.default_rng(seed).permutation(len(train_labels))
+  val, fit_part = order[:len(order) // 5], order[len(order) // 5:]
+  scores = []
+  for l2 in L2_GRID:
+    w, b, _ = fit(train_NxD[fit_part], train_labels[fit_part], l2, num_classes)
+    scores.append(accuracy(w, b, train_NxD[val], train_labels[val]))
+  # Ties go to the strongest regularisation.
+  best = max(range(len(L2_GRID)), key=lambda i: (scores[i], i))
+  w, b, _ = fit(train_NxD, train_labels, L2_GRID[best], num_classes)
+  return {"top1": accuracy(w, b, test_MxD, test_labels), "l2": L2_GRID[best]}
+
+
+def run(run, options) -> dict:
+  from ssl_jax.evaluate import transfer_for
+  t = transfer_for(run, options)
+  out = {}
+  for name, train, test, seconds in tr.feature_sets(t, options):
+    start = time.time()
+    metrics = probe(train, t.train.labels, test, t.test.labels, t.num_classes, options.seed)
+    metrics["seconds"] = seconds + time.time() - start
+    out.update(tr.prefixed(name, metrics))
+  return out

@@ -1,0 +1,38 @@
+"""Perplexity of a language model over its whole validation split.
+
+The task is rebuilt from the checkpoint's config (so data, tokenizer and sequence length
+are the ones it trained with), its evaluation batches are run to the end of the split,
+and the additive sums give exact corpus means.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+
+from ssl_jax.errors import ConfigError
+
+LANGUAGE_OBJECTIVES = ("next_token",)
+
+
+def run(run, options) -> dict:
+  del options
+  from ssl_jax.tasks import make_task
+  config = run.config
+  objective = config.get("objective", "?")
+  if objective not in LANGUAGE_OBJECTIVES:
+    raise ConfigError(f"perplexity needs a language model (objective in "
+                      f"{', '.join(LANGUAGE_OBJECTIVES)}); {run.workdir} trained {objective!r}.")
+  config.eval_steps = 2 ** 31 - 1  # every evaluation batch, not the training-time subset
+  task = make_task(config)
+  if not task.eval_data:
+    raise ConfigError("The validation split yields no evaluation batch.")
+  eval_step = jax.jit(task.eval_sums)
+  total = None
+  for batch in task.eval_data:
+    sums = eval_step(run.params, run.model_state, batch)
+    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+  total = jax.device_get(total)
+  metrics = {k: float(v) for k, v in task.finalize_eval(total).items()}
+  metrics["perplexity"] = math.exp(metrics["loss"])
+  metrics["tokens"] = float(total["tokens"]) if "tokens" in total else float("nan")
+  return metrics

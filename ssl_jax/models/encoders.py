@@ -1,0 +1,39 @@
+"""Image encoders from config.model: images [B, H, W, 3] in [-1, 1] -> features [B, D]."""
+import jax.numpy as jnp
+
+from ssl_jax.errors import ConfigError
+
+
+def image_encoder(cfg, bn_axis_name: str | None = None):
+  """A ResNet (name "resnet": depth, stem, width) or a ViT (name "vit": patch_size, depth,
+  width, num_heads, mlp_ratio, pool), both exposing `features_dim`."""
+  dtype = jnp.dtype(cfg.get("dtype", "float32"))
+  if cfg.name == "resnet":
+    from ssl_jax.models.resnet import STAGES, ResNet
+    if cfg.depth not in STAGES:
+      raise ConfigError(f"model.depth={cfg.depth} is not a ResNet depth; use one of "
+                        f"{', '.join(map(str, STAGES))}.")
+    if cfg.stem not in ("cifar", "imagenet"):
+      raise ConfigError(f"model.stem must be 'cifar' or 'imagenet', got {cfg.stem!r}.")
+    return ResNet(depth=cfg.depth, stem=cfg.stem, width=cfg.width, bn_axis_name=bn_axis_name,
+                  dtype=dtype)
+  if cfg.name == "vit":
+    from ssl_jax.models.vit import ViT
+    if cfg.width % cfg.num_heads:
+      raise ConfigError(f"model.width={cfg.width} is not divisible by model.num_heads="
+                        f"{cfg.num_heads}.")
+    if cfg.pool not in ("cls", "mean"):
+      raise ConfigError(f"model.pool must be 'cls' or 'mean', got {cfg.pool!r}.")
+    return ViT(patch_size=cfg.patch_size, depth=cfg.depth, width=cfg.width,
+               num_heads=cfg.num_heads, mlp_ratio=cfg.get("mlp_ratio", 4), pool=cfg.pool,
+               dtype=dtype)
+  raise ConfigError(f"model.name must be 'resnet' or 'vit' for an image encoder, got {cfg.name!r}.")
+
+
+def check_image_size(cfg, image_size: int):
+  """ViT patches must tile the image; ResNets take any size but need a few pixels."""
+  if cfg.name == "vit" and image_size % cfg.patch_size:
+    raise ConfigError(f"data.image_size={image_size} is not a multiple of model.patch_size="
+                      f"{cfg.patch_size}.")
+  if image_size < 8:
+    raise ConfigError(f"data.image_size={image_size} is too small; use at least 8.")

@@ -1,0 +1,139 @@
+"""Image pretraining tasks. SimCLR here; BYOL reuses `image_setup` and `apply_model`.
+
+Batches hold uint8 images; the views are drawn on device inside the loss, from the step's
+PRNG key, so the data pipeline stays free of augmentation and resumes exactly.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from ssl_jax.data import augment, images, pipeline
+from ssl_jax.errors import ConfigError
+from ssl_jax.models import encoders
+from ssl_jax.models.heads import EncoderWithHead, ProjectionHead
+from ssl_jax.objectives import simclr
+from ssl_jax.tasks import Task
+
+EVAL_KEY_SEED = 0  # evaluation views are fixed, so evaluations compare across steps
+
+
+def model_input(images01_BxHxWxC):
+  """What every image model sees: values in [-1, 1]."""
+  return images01_BxHxWxC * 2.0 - 1.0
+
+
+def apply_model(model, params, model_state, x, train: bool):
+  """(outputs, new model_state); batch statistics update only when training."""
+  variables = {"params": params, **model_state}
+  if train and model_state:
+    return model.apply(variables, x, train=True, mutable=list(model_state))
+  return model.apply(variables, x, train=train), model_state
+
+
+def split_variables(variables):
+  """(params, model_state) of a Flax variables dict."""
+  variables = dict(variables)
+  return variables.pop("params"), variables
+
+
+@dataclasses.dataclass
+class ImageSetup:
+  """What every image pretraining task shares: data, encoder, augmentation."""
+  data: images.ImageData
+  image_size: int
+  encoder: object  # a Flax module: images in [-1, 1] -> features
+  views: tuple  # augment.ViewSpec per view
+  train_data: object
+  eval_data: list
+
+
+def view_specs(config):
+  a = config.augment
+  return augment.views(a.preset, strength=a.strength, crop_min_scale=a.crop_min_scale,
+                       blur=a.blur, flip=a.flip)
+
+
+def image_setup(config) -> ImageSetup:
+  d = config.data
+  if config.batch_size < 2:
+    raise ConfigError("batch_size must be at least 2: contrastive losses need negatives.")
+  encoders.check_image_size(config.model, d.image_size)
+  encoder = encoders.image_encoder(config.model)
+  views = view_specs(config)
+  data = images.load(d)  # DataError with instructions if a dataset is missing
+  count, load_rows = images.image_loader(data.train, d.image_size)
+  if count < config.batch_size:
+    raise ConfigError(f"The {d.train_split!r} split of {d.name} has {count} images, fewer than "
+                      f"batch_size={config.batch_size}.")
+  train_data = pipeline.global_batches(count, config.batch_size, load_rows, seed=config.seed)
+  eval_count, eval_rows = images.image_loader(data.eval, d.image_size)
+  n = jax.device_count()
+  eval_batch = min(config.batch_size, eval_count - eval_count % n)
+  if eval_batch < max(n, 2):
+    raise ConfigError(f"The {d.eval_split!r} split of {d.name} has {eval_count} images; too few "
+                      f"for {n} devices.")
+  eval_ds = pipeline.global_batches(eval_count, eval_batch, eval_rows, seed=0, shuffle=False,
+                                    repeat=False)
+  eval_data = [eval_ds[i] for i in range(min(len(eval_ds), config.eval_steps))]
+  return ImageSetup(data, d.image_size, encoder, views, train_data, eval_data)
+
+
+def two_views(key, images_BxHxWxC, specs, image_size):
+  """Both views in one batch [2B, ...], interleaved (example b -> rows 2b, 2b + 1).
+
+  Interleaving keeps each device's views on that device when the batch is sharded (a
+  concatenation would move half the rows), and batch norm sees all 2B views at once.
+  """
+  v1, v2 = augment.augment_batch(key, images_BxHxWxC, specs, image_size)
+  B = v1.shape[0]
+  return jnp.stack([v1, v2], 1).reshape(2 * B, *v1.shape[1:])
+
+
+def unpair(z_2BxD):
+  z_Bx2xD = z_2BxD.reshape(-1, 2, z_2BxD.shape[-1])
+  return z_Bx2xD[:, 0], z_Bx2xD[:, 1]
+
+
+def simclr_task(config) -> Task:
+  setup = image_setup(config)
+  if len(setup.views) != 2:
+    raise ConfigError(f"SimCLR needs two views; augment.preset={config.augment.preset!r} "
+                      f"gives {len(setup.views)}.")
+  if config.simclr.temperature <= 0:
+    raise ConfigError(f"simclr.temperature must be positive, got {config.simclr.temperature}.")
+  h = config.head
+  model = EncoderWithHead(setup.encoder, ProjectionHead(
+      h.hidden_dim or setup.encoder.features_dim, h.out_dim, h.num_layers))
+  S, T = setup.image_size, config.simclr.temperature
+
+  def init(key):
+    return split_variables(model.init(key, jnp.zeros((1, S, S, 3)), train=False))
+
+  def loss_fn(params, model_state, batch, rng):
+    x = model_input(two_views(rng, batch["image"], setup.views, S))
+    (_, z), model_state = apply_model(model, params, model_state, x, train=True)
+    loss, metrics = simclr.nt_xent(*unpair(z), T)
+    return loss, (metrics, model_state)
+
+  def eval_sums(params, model_state, batch):
+    x = model_input(two_views(jax.random.key(EVAL_KEY_SEED), batch["image"], setup.views, S))
+    (_, z), _ = apply_model(model, params, model_state, x, train=False)
+    loss_2B, correct_2B = simclr.nt_xent_terms(*unpair(z), T)
+    return {"loss": jnp.sum(loss_2B), "correct": jnp.sum(correct_2B),
+            "count": jnp.float32(loss_2B.shape[0])}
+
+  def finalize_eval(sums):
+    return {"loss": sums["loss"] / sums["count"],
+            "contrastive_accuracy": sums["correct"] / sums["count"]}
+
+  return Task(init=init, loss_fn=loss_fn, eval_sums=eval_sums, finalize_eval=finalize_eval,
+              train_data=setup.train_data, eval_data=setup.eval_data,
+              unit=("images", config.batch_size),
+              metadata=image_metadata(setup, encoder_path="encoder"))
+
+
+def image_metadata(setup: ImageSetup, encoder_path: str) -> dict:
+  """What evaluation needs beyond the config: where the encoder sits in params/model_state."""
+  return {"dataset": setup.data.name, "num_classes": setup.data.num_classes,
+          "image_size": setup.image_size, "encoder_path": encoder_path}
