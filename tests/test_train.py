@@ -85,3 +85,29 @@ def test_resume_is_exact_and_finished_runs_exit_zero(corpus_dir, data_dir, tmp_p
   assert by_step[12][0] == by_step[12][1]  # step 12 logged twice, identically
   assert train.train(cfg, workdir) == 0
   assert "nothing to do" in capsys.readouterr().out
+
+
+def test_gradient_accumulation_matches_one_big_batch():
+  import jax.numpy as jnp
+  import optax
+  from ssl_jax.step import TrainState, make_train_step
+  from ssl_jax.tasks import Task
+
+  def loss_fn(params, model_state, batch, rng):
+    err = batch["x"] @ params["w"] - batch["y"]
+    loss = jnp.mean(err ** 2)
+    return loss, ({"loss": loss}, model_state)
+
+  task = Task(init=None, loss_fn=loss_fn, eval_sums=None, finalize_eval=None, train_data=None,
+              eval_data=[], unit=("examples", 8))
+  tx = optax.sgd(0.1)
+  params = {"w": jnp.ones((3, 2))}
+  state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), {},
+                     jax.random.key_data(jax.random.key(0)))
+  batch = {"x": jax.random.normal(jax.random.key(1), (8, 3)),
+           "y": jax.random.normal(jax.random.key(2), (8, 2))}
+  one, m1 = jax.jit(make_train_step(task, tx, 1))(state, batch)
+  four, m4 = jax.jit(make_train_step(task, tx, 4))(state, batch)
+  chex.assert_trees_all_close(one.params, four.params, atol=1e-6)
+  np.testing.assert_allclose(m1["loss"], m4["loss"], rtol=1e-5)
+  assert int(four.step) == 1

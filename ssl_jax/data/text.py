@@ -75,7 +75,20 @@ class TextData:
 
 
 def load(cfg) -> TextData:
-  """Opens (preparing if needed) and tokenizes the train and eval splits of `cfg` (config.data)."""
+  """Opens (preparing if needed) and tokenizes the train and eval splits of `cfg` (config.data).
+
+  With several processes, process 0 prepares and caches first; the others then read.
+  """
+  import jax
+  if jax.process_count() == 1:
+    return _load(cfg)
+  from jax.experimental import multihost_utils
+  data = _load(cfg) if jax.process_index() == 0 else None
+  multihost_utils.sync_global_devices("ssl_jax_text_prepared")
+  return data if data is not None else _load(cfg)
+
+
+def _load(cfg) -> TextData:
   train_src, name = open_split(cfg, cfg.train_split)
   eval_src, _ = open_split(cfg, cfg.eval_split)
   for split, src in ((cfg.train_split, train_src), (cfg.eval_split, eval_src)):
