@@ -65,8 +65,10 @@ class Checkpointer:
     self.manager.wait_until_finished()
 
   def close(self):
-    self.manager.wait_until_finished()
-    self.manager.close()
+    if self.manager is not None:
+      self.manager.wait_until_finished()
+      self.manager.close()
+      self.manager = None
 
 
 def load_latest(workdir: str):

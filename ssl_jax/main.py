@@ -51,11 +51,16 @@ def init_distributed():
       raise ConfigError("--coordinator_address needs --num_processes and --process_id.")
     jax.distributed.initialize(_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
-  elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "TPU_WORKER_HOSTNAMES" in os.environ:
+  elif (os.environ.get("SSL_JAX_DISTRIBUTED") == "1" or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+        or "TPU_WORKER_HOSTNAMES" in os.environ):
     jax.distributed.initialize()
 
 
-def main(argv):
+def run_command(argv, command) -> int:
+  """Shared by main and sweep: checks flags, loads the config, maps errors to exit codes.
+
+  command(config, workdir, overrides) -> exit code.
+  """
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
     return EXIT_CONFIG
@@ -63,11 +68,6 @@ def main(argv):
     print("error: --config and --workdir are required.", file=sys.stderr)
     return EXIT_CONFIG
   setup_jax()
-  try:
-    init_distributed()
-  except ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return EXIT_CONFIG
   from absl import logging
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
@@ -80,8 +80,8 @@ def main(argv):
     return EXIT_CONFIG
   overrides = dict(config_flags.get_override_values(flags.FLAGS["config"]))
   try:
-    return train.train(config, os.path.abspath(_WORKDIR.value), overrides,
-                       allow_config_change=_ALLOW_CHANGE.value)
+    init_distributed()
+    return command(config, os.path.abspath(_WORKDIR.value), overrides)
   except ConfigError as e:
     print(f"error: bad config: {e}", file=sys.stderr)
     return EXIT_CONFIG
@@ -91,6 +91,12 @@ def main(argv):
   except train.Diverged as e:
     print(f"error: training diverged: {e}", file=sys.stderr)
     return EXIT_DIVERGED
+
+
+def main(argv):
+  from ssl_jax import train
+  return run_command(argv, lambda config, workdir, overrides: train.train(
+      config, workdir, overrides, allow_config_change=_ALLOW_CHANGE.value))
 
 
 def run():

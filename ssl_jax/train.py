@@ -204,7 +204,7 @@ def train(config, workdir: str, overrides: dict | None = None,
           log_train(*pending)
         if not is_ckpt:
           save(step, force=True)
-        ckpt.close()
+        ckpt.close()  # waits until the checkpoint is complete on disk
         bar.close()
         log(f"Preempted by signal {watcher.signal or 'on another process'}: checkpoint at step "
             f"{step} written; rerun the same command to resume.")
@@ -213,7 +213,7 @@ def train(config, workdir: str, overrides: dict | None = None,
     watcher.restore()
     bar.close()
     writer.close()
-  ckpt.close()
+    ckpt.close()  # also on errors: finishes saves already started (the last good state)
   if task.on_end is not None:
     params, model_state = par.host((state.params, state.model_state))  # collective
     if is_main:
