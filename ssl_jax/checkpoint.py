@@ -28,13 +28,24 @@ class Checkpointer:
     """(state, metadata); restores `data_iter` in place when given.
 
     With `abstract_state` (ShapeDtypeStructs carrying shardings) arrays land sharded as
-    asked, whatever the device count at save time; without it, as plain arrays.
+    asked, whatever the device count at save time; without it, whole on the first local
+    device (for tools that read a finished run).
     """
+    if abstract_state is None:
+      abstract_state = self._local_target(step)
     items = {"state": ocp.args.StandardRestore(abstract_state), "metadata": ocp.args.JsonRestore()}
     if data_iter is not None:
       items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
     out = self.manager.restore(step, args=ocp.args.Composite(**items))
     return out["state"], out["metadata"]
+
+  def _local_target(self, step: int):
+    """Shapes and dtypes as saved, placed on this process's first device (any topology)."""
+    import os
+    path = os.path.join(str(self.manager.directory), str(step), "state")
+    tree = ocp.StandardCheckpointer().metadata(path).item_metadata
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
 
   def restore_latest_good(self, abstract_state=None, data_iter=None, log=print):
     """(step, state, metadata) of the newest checkpoint that restores, or None if none exist.

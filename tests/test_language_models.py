@@ -81,3 +81,20 @@ def test_bits_per_byte_counts_bytes_of_targets():
   m = next_token.metrics_from_sums(sums)
   np.testing.assert_allclose(m["bits_per_byte"], 2 * np.log(4) / np.log(2) / 4, rtol=1e-6)
   np.testing.assert_allclose(m["loss"], np.log(4), rtol=1e-6)
+
+
+def test_remat_and_bfloat16_keep_the_function():
+  tokens = jax.random.randint(jax.random.key(0), (2, T), 0, V)
+  base = GPT(vocab_size=V, max_len=T, num_layers=2, num_heads=2, width=32)
+  params = base.init(jax.random.key(1), tokens)["params"]
+
+  def loss(model, p):
+    return model.apply({"params": p}, tokens).mean()
+
+  remat = GPT(vocab_size=V, max_len=T, num_layers=2, num_heads=2, width=32, remat=True)
+  g_base, g_remat = jax.grad(lambda p: loss(base, p))(params), jax.grad(lambda p: loss(remat, p))(params)
+  chex.assert_trees_all_close(g_base, g_remat, atol=1e-6)
+  bf16 = GPT(vocab_size=V, max_len=T, num_layers=2, num_heads=2, width=32, dtype=jnp.bfloat16)
+  assert jax.tree.leaves(bf16.init(jax.random.key(1), tokens))[0].dtype == jnp.float32
+  np.testing.assert_allclose(bf16.apply({"params": params}, tokens),
+                             base.apply({"params": params}, tokens), atol=0.1)

@@ -204,3 +204,23 @@ def test_first_difference_names_step_and_metric():
        {"step": 2, "split": "train", "loss": 1.25, "tokens_per_s": 9.0}]
   assert first_difference(a, a) is None and first_difference(a, b[:1] + a[1:]) is None
   assert first_difference(a, b).startswith("step 2 split train metric loss")
+
+
+def test_two_processes_agree_on_the_stopping_step(straight, corpus_dir, data_dir, tmp_path):
+  workdir = str(tmp_path / "two")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
+  cmd = ["bash", "launch/local.sh", "2", "--", sys.executable, "-m", "ssl_jax.main",
+         *_flags(corpus_dir, data_dir, workdir)]
+  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  _wait_for(lambda: _logged_steps(workdir) >= 13, proc)
+  proc.send_signal(signal.SIGTERM)  # local.sh forwards it to both processes
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 75, err[-3000:]
+  stopped = load_latest(workdir)[0]
+  assert 13 <= stopped < STEPS
+  again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  got, want = _rows(workdir), _rows(straight)
+  np.testing.assert_allclose([got[(s, "train")]["loss"] for s in range(1, STEPS + 1)],
+                             [want[(s, "train")]["loss"] for s in range(1, STEPS + 1)], rtol=1e-3)
