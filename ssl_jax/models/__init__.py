@@ -5,11 +5,12 @@ from ssl_jax.errors import ConfigError
 
 
 def language_model(cfg, vocab_size: int, decode: bool = False):
-  """The language model config.model names: "gpt" (decoder) or "lstm" (classic baseline)."""
+  """The language model config.model names: "gpt" (decoder), "bert" (bidirectional encoder
+  sharing the GPT blocks) or "lstm" (the classic baseline)."""
   dtype = jnp.dtype(cfg.dtype)
-  if cfg.name == "gpt":
-    from ssl_jax.models.gpt import GPT
-    return GPT(vocab_size=vocab_size, max_len=cfg.max_len, num_layers=cfg.num_layers,
+  if cfg.name in ("gpt", "bert"):
+    from ssl_jax.models.gpt import Transformer
+    return Transformer(causal=cfg.name == "gpt", vocab_size=vocab_size, max_len=cfg.max_len, num_layers=cfg.num_layers,
                num_heads=cfg.num_heads, width=cfg.width, mlp_ratio=cfg.mlp_ratio,
                dropout=cfg.dropout, position=cfg.position, decode=decode, remat=cfg.remat,
                dtype=dtype)
@@ -18,4 +19,4 @@ def language_model(cfg, vocab_size: int, decode: bool = False):
     return LSTMLanguageModel(vocab_size=vocab_size, max_len=cfg.max_len,
                              num_layers=cfg.num_layers, width=cfg.width, dropout=cfg.dropout,
                              decode=decode, dtype=dtype)
-  raise ConfigError(f"model.name must be 'gpt' or 'lstm' for a language model, got {cfg.name!r}.")
+  raise ConfigError(f"model.name must be 'gpt', 'bert' or 'lstm', got {cfg.name!r}.")

@@ -1,0 +1,23 @@
+"""Masked language modelling (BERT recipe) with a small bidirectional encoder on the stdlib.
+
+Same corpus, tokenizer and Transformer blocks as configs/gpt_tiny.py; a few CPU minutes.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gpt_tiny  # noqa: E402  (configs load by path; share the GPT config's fields)
+
+
+def get_config():
+  c = gpt_tiny.get_config()
+  c.objective = "masked_lm"
+  c.model.name = "bert"
+  c.total_steps = 600
+  c.optim.lr = 1e-3
+  c.mlm = c.__class__()
+  c.mlm.rate = 0.15  # of tokens chosen; of those 80% [MASK], 10% random, 10% kept
+  c.mlm.masking = "token"  # or "span" (contiguous spans of span_length tokens)
+  c.mlm.span_length = 3
+  c.mlm.deletion_rate = 0.0  # token deletion before masking, a text augmentation
+  return c
