@@ -27,6 +27,9 @@ PROTOCOLS = {
 SOURCES = {
     "simclr": "ssl_jax.evaluate.images:transfer",
     "byol": "ssl_jax.evaluate.images:transfer",
+    # Text encoders, on the stdlib-packages task (data/stdlib_packages.py).
+    "next_token": "ssl_jax.evaluate.text:transfer",
+    "masked_lm": "ssl_jax.evaluate.text:transfer",
 }
 
 

@@ -1,0 +1,73 @@
+"""Transfer source for text encoders (GPT, LSTM, BERT checkpoints): features of the
+pretrained model on the stdlib-packages task (data/stdlib_packages.py).
+
+Snippets are tokenized with the checkpoint's own tokenizer to the pretraining sequence
+length (padding marked -1). Features are the final hidden states averaged over the real
+tokens. Baselines: the same architecture freshly initialised, and a bag of tokens.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssl_jax import models
+from ssl_jax.data import stdlib_packages, text, tokenizers
+from ssl_jax.evaluate.transfer import Encoder, Labelled, Transfer
+
+
+def tokenize(source, tok, seq_len: int):
+  """(tokens_NxT with -1 padding, labels_N) for a TFDS source of {text, label}."""
+  tokens = np.full((len(source), seq_len), -1, np.int32)
+  labels = np.zeros(len(source), np.int32)
+  for i in range(len(source)):
+    example = source[i]
+    raw = example["text"]
+    ids = tok.encode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)[:seq_len]
+    tokens[i, :len(ids)] = ids
+    labels[i] = example["label"]
+  return tokens, labels
+
+
+def _mean_features(module, params, state, tokens_BxT, train: bool):
+  valid_BxT = tokens_BxT >= 0
+  ids = jnp.where(valid_BxT, tokens_BxT, 0)
+  # Causal models never look ahead, so trailing padding needs no mask.
+  pad_mask = None if getattr(module, "causal", True) else valid_BxT
+  x_BxTxD = module.apply({"params": params}, ids, pad_mask_BxT=pad_mask, train=train,
+                         method=module.features)
+  w_BxT = valid_BxT.astype(jnp.float32)
+  feats = (x_BxTxD.astype(jnp.float32) * w_BxT[..., None]).sum(1) / jnp.maximum(
+      w_BxT.sum(1, keepdims=True), 1.0)
+  return feats, state
+
+
+def _bag_of_tokens(vocab_size, params, state, tokens_BxT, train: bool):
+  del params, train
+  counts = jax.nn.one_hot(jnp.where(tokens_BxT >= 0, tokens_BxT, vocab_size), vocab_size + 1)
+  counts = counts.sum(1)[:, :vocab_size]
+  return counts / jnp.maximum(counts.sum(1, keepdims=True), 1.0), state
+
+
+def transfer(run, options) -> Transfer:
+  config = run.config
+  tok = tokenizers.from_spec(run.metadata["tokenizer"])
+  model_vocab = tok.vocab_size + (1 if config.objective == "masked_lm" else 0)
+  module = models.language_model(config.model, model_vocab)
+  train_src, test_src, names = stdlib_packages.load(text.data_dir(config.data))
+  T = config.data.seq_len
+  train = Labelled(*tokenize(train_src, tok, T))
+  test = Labelled(*tokenize(test_src, tok, T))
+  if options.max_train_examples:
+    train = Labelled(train.inputs[:options.max_train_examples],
+                     train.labels[:options.max_train_examples])
+  if options.max_test_examples:
+    test = Labelled(test.inputs[:options.max_test_examples], test.labels[:options.max_test_examples])
+  apply = functools.partial(_mean_features, module)
+
+  def random_init(key):
+    return Encoder(apply, module.init(key, jnp.zeros((1, T), jnp.int32))["params"], {})
+
+  raw = Encoder(functools.partial(_bag_of_tokens, tok.vocab_size), {}, {})
+  return Transfer(Encoder(apply, run.params, {}), train, test, len(names),
+                  random_init=random_init, raw=raw, raw_name="bag_of_tokens")
