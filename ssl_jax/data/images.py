@@ -92,11 +92,12 @@ def to_rgb(image, size: int) -> np.ndarray:
     pil = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
   pil = pil.convert("RGB")
   w, h = pil.size
-  if (w, h) != (size, size):
+  if min(w, h) != size:
     scale = size / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    pil = pil.resize((new_w, new_h), Image.BICUBIC)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
+    w, h = max(size, round(w * scale)), max(size, round(h * scale))
+    pil = pil.resize((w, h), Image.BICUBIC)
+  if (w, h) != (size, size):
+    left, top = (w - size) // 2, (h - size) // 2
     pil = pil.crop((left, top, left + size, top + size))
   return np.asarray(pil, np.uint8)
 

@@ -40,6 +40,15 @@ def parse_flags(argv):
     sys.exit(EXIT_CONFIG)
 
 
+def _compilation_cache():
+  """The persistent compilation cache main.py uses (importing main would redefine flags)."""
+  import jax
+  cache = os.environ.get("SSL_JAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/ssl_jax/jax"))
+  if cache:
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def main(argv):
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}\n{USAGE}", file=sys.stderr)
@@ -50,8 +59,7 @@ def main(argv):
   from absl import logging
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  from ssl_jax.main import setup_jax
-  setup_jax()
+  _compilation_cache()
   options = evaluate.Options(
       seed=_SEED.value, baselines=_BASELINES.value, batch_size=_BATCH.value,
       max_train_examples=_MAX_TRAIN.value, max_test_examples=_MAX_TEST.value,

@@ -14,11 +14,16 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 
+def _last_scale_init(zero: bool):
+  return nn.initializers.zeros if zero else nn.initializers.ones
+
+
 class BasicBlock(nn.Module):
   filters: int
   strides: int
   norm: functools.partial
   dtype: jnp.dtype = jnp.float32
+  zero_init: bool = False  # last BN scale 0: the block starts as the identity
 
   @nn.compact
   def __call__(self, x_BxHxWxC):
@@ -26,7 +31,7 @@ class BasicBlock(nn.Module):
     y = conv(self.filters, (3, 3), self.strides, padding=1)(x_BxHxWxC)
     y = nn.relu(self.norm()(y))
     y = conv(self.filters, (3, 3), padding=1)(y)
-    y = self.norm(scale_init=nn.initializers.zeros)(y)  # each block starts as identity
+    y = self.norm(scale_init=_last_scale_init(self.zero_init))(y)
     shortcut = x_BxHxWxC
     if shortcut.shape != y.shape:
       shortcut = self.norm()(conv(self.filters, (1, 1), self.strides, name="proj")(shortcut))
@@ -38,13 +43,14 @@ class Bottleneck(nn.Module):
   strides: int
   norm: functools.partial
   dtype: jnp.dtype = jnp.float32
+  zero_init: bool = False
 
   @nn.compact
   def __call__(self, x_BxHxWxC):
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
     y = nn.relu(self.norm()(conv(self.filters, (1, 1))(x_BxHxWxC)))
     y = nn.relu(self.norm()(conv(self.filters, (3, 3), self.strides, padding=1)(y)))
-    y = self.norm(scale_init=nn.initializers.zeros)(conv(4 * self.filters, (1, 1))(y))
+    y = self.norm(scale_init=_last_scale_init(self.zero_init))(conv(4 * self.filters, (1, 1))(y))
     shortcut = x_BxHxWxC
     if shortcut.shape != y.shape:
       shortcut = self.norm()(conv(4 * self.filters, (1, 1), self.strides, name="proj")(shortcut))
@@ -65,6 +71,10 @@ class ResNet(nn.Module):
   stem: str = "imagenet"  # or "cifar"
   width: int = 64  # channels of the first stage; 64 is the standard network
   bn_momentum: float = 0.9
+  # Zero-init residual (Goyal et al. 2017) helps large-batch supervised training, but a
+  # freshly initialised network is then a few strided 1x1 projections: a useless "random
+  # init" baseline. Off by default.
+  zero_init_residual: bool = False
   bn_axis_name: Optional[str] = None
   dtype: jnp.dtype = jnp.float32
 
@@ -90,6 +100,6 @@ class ResNet(nn.Module):
     for stage, count in enumerate(counts):
       for i in range(count):
         strides = 2 if stage > 0 and i == 0 else 1
-        x = block(self.width * 2 ** stage, strides, norm, self.dtype,
+        x = block(self.width * 2 ** stage, strides, norm, self.dtype, self.zero_init_residual,
                   name=f"stage{stage + 1}_block{i + 1}")(x)
     return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)

@@ -6,7 +6,7 @@ of its example and its negatives are the other 2N - 2 rows of the *global* batch
 Under jax.jit over a mesh the arrays are global, so calling `nt_xent` on the whole batch
 already uses every device's negatives. Inside pmap/shard_map each device holds its own
 rows; pass `axis_name` and the embeddings are all-gathered so each device scores its rows
-against the global batch, and the loss is averaged over the axis.
+against the global batch.
 """
 import jax
 import jax.numpy as jnp
@@ -49,13 +49,16 @@ def nt_xent_terms(z1_BxD, z2_BxD, temperature: float, axis_name=None):
 
 
 def nt_xent(z1_BxD, z2_BxD, temperature: float = 0.1, axis_name=None):
-  """(mean loss, metrics) over the global batch; z1[i] and z2[i] are two views of example i.
+  """(loss, metrics); z1[i] and z2[i] are two views of example i.
 
-  With `axis_name` (inside pmap/shard_map) the result is the same on every device and
-  equals the loss of the concatenated global batch.
+  Without `axis_name` the loss is the mean over the global batch. With it (inside
+  pmap/shard_map) the loss is this device's mean over its rows: differentiate it inside
+  the mapped function and average gradients over the axis, as step.py does, and the
+  gradient is the global loss's. metrics["loss"] is the global loss on every device.
   """
   loss_2B, correct_2B = nt_xent_terms(z1_BxD, z2_BxD, temperature, axis_name)
-  loss, accuracy = jnp.mean(loss_2B), jnp.mean(correct_2B)
+  loss = jnp.mean(loss_2B)
+  metrics = {"loss": loss, "contrastive_accuracy": jnp.mean(correct_2B)}
   if axis_name is not None:
-    loss, accuracy = jax.lax.pmean((loss, accuracy), axis_name)
-  return loss, {"loss": loss, "contrastive_accuracy": accuracy}
+    metrics = jax.lax.pmean(metrics, axis_name)
+  return loss, metrics

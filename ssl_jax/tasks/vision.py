@@ -31,6 +31,18 @@ def apply_model(model, params, model_state, x, train: bool):
   return model.apply(variables, x, train=train), model_state
 
 
+def mapped_axis(config):
+  """The named device axis inside the step: set under pmap, None under jit over a mesh
+  (where arrays are global and batch norm and NT-Xent already see the whole batch)."""
+  from ssl_jax.parallel import PmapParallel
+  return PmapParallel.axis_name if config.get("parallel", "jit") == "pmap" else None
+
+
+def per_device_key(key, axis_name):
+  """Under pmap every device gets the same key; its examples need their own."""
+  return key if axis_name is None else jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+
+
 def split_variables(variables):
   """(params, model_state) of a Flax variables dict."""
   variables = dict(variables)
@@ -59,7 +71,7 @@ def image_setup(config) -> ImageSetup:
   if config.batch_size < 2:
     raise ConfigError("batch_size must be at least 2: contrastive losses need negatives.")
   encoders.check_image_size(config.model, d.image_size)
-  encoder = encoders.image_encoder(config.model)
+  encoder = encoders.image_encoder(config.model, bn_axis_name=mapped_axis(config))
   views = view_specs(config)
   data = images.load(d)  # DataError with instructions if a dataset is missing
   count, load_rows = images.image_loader(data.train, d.image_size)
@@ -103,23 +115,25 @@ def simclr_task(config) -> Task:
   if config.simclr.temperature <= 0:
     raise ConfigError(f"simclr.temperature must be positive, got {config.simclr.temperature}.")
   h = config.head
+  axis = mapped_axis(config)
   model = EncoderWithHead(setup.encoder, ProjectionHead(
-      h.hidden_dim or setup.encoder.features_dim, h.out_dim, h.num_layers))
+      h.hidden_dim or setup.encoder.features_dim, h.out_dim, h.num_layers, bn_axis_name=axis))
   S, T = setup.image_size, config.simclr.temperature
 
   def init(key):
     return split_variables(model.init(key, jnp.zeros((1, S, S, 3)), train=False))
 
   def loss_fn(params, model_state, batch, rng):
-    x = model_input(two_views(rng, batch["image"], setup.views, S))
+    x = model_input(two_views(per_device_key(rng, axis), batch["image"], setup.views, S))
     (_, z), model_state = apply_model(model, params, model_state, x, train=True)
-    loss, metrics = simclr.nt_xent(*unpair(z), T)
+    loss, metrics = simclr.nt_xent(*unpair(z), T, axis_name=axis)
     return loss, (metrics, model_state)
 
   def eval_sums(params, model_state, batch):
-    x = model_input(two_views(jax.random.key(EVAL_KEY_SEED), batch["image"], setup.views, S))
+    key = per_device_key(jax.random.key(EVAL_KEY_SEED), axis)
+    x = model_input(two_views(key, batch["image"], setup.views, S))
     (_, z), _ = apply_model(model, params, model_state, x, train=False)
-    loss_2B, correct_2B = simclr.nt_xent_terms(*unpair(z), T)
+    loss_2B, correct_2B = simclr.nt_xent_terms(*unpair(z), T, axis_name=axis)
     return {"loss": jnp.sum(loss_2B), "correct": jnp.sum(correct_2B),
             "count": jnp.float32(loss_2B.shape[0])}
 
