@@ -49,6 +49,14 @@ def _bag_of_tokens(vocab_size, params, state, tokens_BxT, train: bool):
   return counts / jnp.maximum(counts.sum(1, keepdims=True), 1.0), state
 
 
+def _subset(data: Labelled, limit: int, seed: int) -> Labelled:
+  """At most `limit` examples, drawn at random (the splits are stored sorted by class)."""
+  if not limit or limit >= len(data):
+    return data
+  keep = np.sort(np.random.default_rng(seed).permutation(len(data))[:limit])
+  return Labelled(data.inputs[keep], data.labels[keep])
+
+
 def transfer(run, options) -> Transfer:
   config = run.config
   tok = tokenizers.from_spec(run.metadata["tokenizer"])
@@ -58,11 +66,8 @@ def transfer(run, options) -> Transfer:
   T = config.data.seq_len
   train = Labelled(*tokenize(train_src, tok, T))
   test = Labelled(*tokenize(test_src, tok, T))
-  if options.max_train_examples:
-    train = Labelled(train.inputs[:options.max_train_examples],
-                     train.labels[:options.max_train_examples])
-  if options.max_test_examples:
-    test = Labelled(test.inputs[:options.max_test_examples], test.labels[:options.max_test_examples])
+  train = _subset(train, options.max_train_examples, options.seed)
+  test = _subset(test, options.max_test_examples, options.seed)
   apply = functools.partial(_mean_features, module)
 
   def random_init(key):

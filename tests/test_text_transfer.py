@@ -1,0 +1,58 @@
+"""The downstream text task and text-encoder transfer through `python -m ssl_jax.evaluate`."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import TINY_CLI_FLAGS, run_cli
+from ssl_jax.data import stdlib_packages
+
+
+@pytest.fixture(scope="module")
+def task_splits(data_dir):
+  return stdlib_packages.load(data_dir)
+
+
+def _examples(source):
+  text = lambda v: v.decode() if isinstance(v, bytes) else v
+  return [(text(source[i]["path"]), text(source[i]["text"]), int(source[i]["label"]))
+          for i in range(len(source))]
+
+
+def test_builder_is_deterministic_split_by_file_and_balanced(task_splits, tmp_path):
+  train, test, names = task_splits
+  again_train, again_test, again_names = stdlib_packages.load(str(tmp_path))  # a fresh build
+  assert names == again_names and len(names) == stdlib_packages.NUM_CLASSES
+  assert _examples(train) == _examples(again_train) and _examples(test) == _examples(again_test)
+  train_files = {p for p, _, _ in _examples(train)}
+  test_files = {p for p, _, _ in _examples(test)}
+  assert train_files.isdisjoint(test_files)
+  counts = np.bincount([label for _, _, label in _examples(train)], minlength=len(names))
+  assert counts.min() > 0.5 * counts.max()
+  assert all(0 < len(t) <= stdlib_packages.SNIPPET_CHARS for _, t, _ in _examples(test))
+  for path, _, label in _examples(test)[:50]:
+    assert path.split(os.sep)[0] == names[label]
+
+
+@pytest.mark.parametrize("objective,protocol", [("next_token", "linear"),
+                                                ("masked_lm", "finetune")])
+def test_evaluate_cli_on_text_encoders(objective, protocol, corpus_dir, data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  config = ["--config", "configs/gpt_tiny.py" if objective == "next_token" else
+            "configs/bert_tiny.py"]
+  out = run_cli("ssl_jax.main", *config, "--workdir", workdir,
+                f"--config.data.source={corpus_dir}/*.py", f"--config.data.data_dir={data_dir}",
+                *TINY_CLI_FLAGS, "--config.total_steps=4")
+  assert out.returncode == 0, out.stderr[-3000:]
+  for protocol in (protocol,):
+    res = run_cli("ssl_jax.evaluate", "--workdir", workdir, "--protocol", protocol,
+                  "--max_train_examples", "160", "--max_test_examples", "80",
+                  "--finetune_steps", "5", "--batch_size", "32")
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    assert result["split"] == protocol and result["step"] == 4
+    for key in ("top1", "random_init_top1", "bag_of_tokens_top1"):
+      assert 0.0 <= result[key] <= 1.0
+  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert protocol in {r["split"] for r in rows}
