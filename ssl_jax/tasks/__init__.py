@@ -35,7 +35,7 @@ TASKS = {
     "next_token": "ssl_jax.tasks.language:next_token_task",
     "masked_lm": "ssl_jax.tasks.language:masked_lm_task",
     "simclr": "ssl_jax.tasks.vision:simclr_task",
-    "byol": "ssl_jax.tasks.vision:byol_task",
+    "byol": "ssl_jax.tasks.byol:byol_task",
 }
 
 
