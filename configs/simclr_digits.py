@@ -44,6 +44,11 @@ def get_config():
   c.model.stem = "cifar"
   c.model.width = 16
   c.model.dtype = "float32"
+  # Used when model.name = "vit" (depth and width then count blocks and channels).
+  c.model.patch_size = 2
+  c.model.num_heads = 4
+  c.model.mlp_ratio = 4
+  c.model.pool = "mean"  # or "cls"
 
   c.head = ml_collections.ConfigDict()
   c.head.hidden_dim = 0  # 0 = the encoder's feature size

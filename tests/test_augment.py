@@ -55,43 +55,63 @@ def test_each_example_has_its_own_key(images_uint8, draw):
 
 def test_full_window_crop_is_identity_and_flip_mirrors(images_uint8):
   x = augment.to_float(images_uint8[0])
-  np.testing.assert_allclose(augment.crop_and_resize(x, 0.0, 0.0, S, S, S), x, atol=1e-6)
-  np.testing.assert_allclose(
-      augment.random_resized_crop(jax.random.key(0), x, S, (1.0, 1.0), (1.0, 1.0)), x, atol=1e-6)
-  # A centred half-size window upsampled 2x starts with the window's top-left pixel region.
-  half = augment.crop_and_resize(x, S / 4, S / 4, S / 2, S / 2, S // 2)
-  np.testing.assert_allclose(half, x[S // 4:S // 4 + S // 2, S // 4:S // 4 + S // 2], atol=1e-6)
-  np.testing.assert_array_equal(augment.random_flip(jax.random.key(0), x, 1.0), x[:, ::-1])
-  np.testing.assert_array_equal(augment.random_flip(jax.random.key(0), x, 0.0), x)
+
+  @jax.jit  # one compilation instead of one per eager op
+  def ops(x):
+    return dict(
+        full=augment.crop_and_resize(x, 0.0, 0.0, S, S, S),
+        full_random=augment.random_resized_crop(jax.random.key(0), x, S, (1.0, 1.0), (1.0, 1.0)),
+        # A centred half-size window at half size is exactly that window.
+        half=augment.crop_and_resize(x, S / 4, S / 4, S / 2, S / 2, S // 2),
+        flipped=augment.random_flip(jax.random.key(0), x, 1.0),
+        kept=augment.random_flip(jax.random.key(0), x, 0.0))
+
+  out = ops(x)
+  np.testing.assert_allclose(out["full"], x, atol=1e-6)
+  np.testing.assert_allclose(out["full_random"], x, atol=1e-6)
+  np.testing.assert_allclose(out["half"], x[S // 4:S // 4 + S // 2, S // 4:S // 4 + S // 2],
+                             atol=1e-6)
+  np.testing.assert_array_equal(out["flipped"], x[:, ::-1])
+  np.testing.assert_array_equal(out["kept"], x)
 
 
 def test_colour_ops(images_uint8):
   x = augment.to_float(images_uint8[0])
-  gray = augment.to_grayscale(x)
-  np.testing.assert_allclose(gray[..., 0], gray[..., 2])
-  np.testing.assert_allclose(augment.adjust_saturation(x, 0.0), gray, atol=1e-6)
-  np.testing.assert_allclose(augment.adjust_contrast(x, 0.0), np.full(x.shape, gray.mean()),
-                             atol=1e-6)
-  np.testing.assert_allclose(augment.adjust_brightness(x, 0.5), x * 0.5, atol=1e-6)
-  # Zero-strength jitter and a zero hue turn change nothing.
-  np.testing.assert_allclose(augment.color_jitter(jax.random.key(5), x, 0.0, 0.0, 0.0, 0.0), x,
-                             atol=1e-5)
-  # HSV agrees with the standard library and round-trips.
-  hsv = np.asarray(augment.rgb_to_hsv(x))
-  for i, j in [(0, 0), (3, 7), (11, 2)]:
-    np.testing.assert_allclose(hsv[i, j], colorsys.rgb_to_hsv(*np.asarray(x[i, j])), atol=1e-5)
-  np.testing.assert_allclose(augment.hsv_to_rgb(hsv), x, atol=1e-5)
-  # A full turn of hue is the identity; half a turn of pure red is cyan.
-  np.testing.assert_allclose(augment.adjust_hue(x, 1.0), x, atol=1e-5)
   red = jnp.zeros((1, 1, 3)).at[..., 0].set(1.0)
-  np.testing.assert_allclose(augment.adjust_hue(red, 0.5)[0, 0], [0.0, 1.0, 1.0], atol=1e-5)
+
+  @jax.jit
+  def ops(x):
+    hsv = augment.rgb_to_hsv(x)
+    return dict(
+        gray=augment.to_grayscale(x), desaturated=augment.adjust_saturation(x, 0.0),
+        flat=augment.adjust_contrast(x, 0.0), darker=augment.adjust_brightness(x, 0.5),
+        no_jitter=augment.color_jitter(jax.random.key(5), x, 0.0, 0.0, 0.0, 0.0),
+        hsv=hsv, round_trip=augment.hsv_to_rgb(hsv), full_turn=augment.adjust_hue(x, 1.0),
+        cyan=augment.adjust_hue(red, 0.5)[0, 0])
+
+  out = ops(x)
+  gray = out["gray"]
+  np.testing.assert_allclose(gray[..., 0], gray[..., 2])
+  np.testing.assert_allclose(out["desaturated"], gray, atol=1e-6)
+  np.testing.assert_allclose(out["flat"], np.full(x.shape, gray.mean()), atol=1e-6)
+  np.testing.assert_allclose(out["darker"], x * 0.5, atol=1e-6)
+  np.testing.assert_allclose(out["no_jitter"], x, atol=1e-5)  # zero strengths change nothing
+  # HSV agrees with the standard library and round-trips.
+  for i, j in [(0, 0), (3, 7), (11, 2)]:
+    np.testing.assert_allclose(out["hsv"][i, j], colorsys.rgb_to_hsv(*np.asarray(x[i, j])),
+                               atol=1e-5)
+  np.testing.assert_allclose(out["round_trip"], x, atol=1e-5)
+  # A full turn of hue is the identity; half a turn of pure red is cyan.
+  np.testing.assert_allclose(out["full_turn"], x, atol=1e-5)
+  np.testing.assert_allclose(out["cyan"], [0.0, 1.0, 1.0], atol=1e-5)
 
 
 def test_blur_and_solarize(images_uint8):
   x = augment.to_float(images_uint8[0])
   flat = jnp.full((S, S, 3), 0.3)
-  np.testing.assert_allclose(augment.gaussian_blur(flat, 1.5, 2), flat, atol=1e-6)
-  blurred = augment.gaussian_blur(x, 1.5, 2)
+  blur = jax.jit(augment.gaussian_blur, static_argnums=2)
+  np.testing.assert_allclose(blur(flat, 1.5, 2), flat, atol=1e-6)
+  blurred = blur(x, 1.5, 2)
   assert float(jnp.var(blurred)) < 0.5 * float(jnp.var(x))  # noise is smoothed
   np.testing.assert_allclose(blurred.mean(), x.mean(), atol=0.02)
   np.testing.assert_allclose(augment.solarize(jnp.array([0.2, 0.7])), [0.2, 0.3], atol=1e-6)

@@ -39,14 +39,14 @@ def _embeddings(n=16, d=6, noise=0.7):
 @pytest.mark.parametrize("temperature", [0.1, 0.5])
 def test_nt_xent_matches_numpy(temperature):
   z1, z2 = _embeddings()
-  loss, metrics = simclr.nt_xent(z1, z2, temperature)
+  loss_fn = jax.jit(simclr.nt_xent, static_argnums=2)
+  loss, metrics = loss_fn(z1, z2, temperature)
   want_loss, want_acc = numpy_nt_xent(np.asarray(z1), np.asarray(z2), temperature)
   np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
   np.testing.assert_allclose(metrics["contrastive_accuracy"], want_acc)
-  # Identical, well separated views are easy: the loss is small and every row is right.
-  eye = jnp.eye(8)
-  loss, metrics = simclr.nt_xent(eye, eye, 0.1)
-  assert float(loss) < 1e-3 and float(metrics["contrastive_accuracy"]) == 1.0
+  # Identical views are easier: a lower loss, and every row finds its positive.
+  same_loss, same_metrics = loss_fn(z1, z1, temperature)
+  assert float(same_loss) < float(loss) and float(same_metrics["contrastive_accuracy"]) == 1.0
 
 
 def test_jit_on_8_devices_equals_1_device():
@@ -71,15 +71,16 @@ def test_shard_map_with_axis_name_equals_1_device():
 
   want_loss, want_grad = jax.value_and_grad(global_loss)(w)
 
-  def per_device(w, a, b):
+  def per_device(w_1xDxE, a, b):
+    # Each device has its own copy of w, as under pmap (a replicated, not shared, value).
     (_, metrics), grad = jax.value_and_grad(
-        lambda w: simclr.nt_xent(a @ w, b @ w, 0.2, axis_name="d"), has_aux=True)(w)
+        lambda w: simclr.nt_xent(a @ w, b @ w, 0.2, axis_name="d"), has_aux=True)(w_1xDxE[0])
     return metrics["loss"], jax.lax.pmean(grad, "d")
 
   mesh = Mesh(np.array(jax.devices()), ("d",))
-  mapped = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("d"), P("d")),
+  mapped = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P("d"), P("d"), P("d")),
                                  out_specs=(P(), P())))
-  loss, grad = mapped(w, z1, z2)
+  loss, grad = mapped(jnp.broadcast_to(w, (N_DEV, *w.shape)), z1, z2)
   np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
   np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-6)
   # Without the gather each device would only see its own 2 examples: a different loss.
@@ -113,11 +114,13 @@ def tiny_simclr_config(data_dir, **changes):
 
 
 def test_simclr_task_loss_is_global_on_8_devices(data_dir):
-  """The whole task loss (on-device views, ResNet with batch norm, NT-Xent) on a batch
-  sharded over 8 devices equals the 1-device loss, batch statistics included."""
+  """The whole task loss (on-device views, encoder, projection head with batch norm,
+  NT-Xent) on a batch sharded over 8 devices equals the 1-device loss, batch statistics
+  included. (A one-block ViT compiles fast; the ResNet's batch norm is tested below.)"""
   from ssl_jax.data import pipeline
   from ssl_jax.tasks import make_task
-  task = make_task(tiny_simclr_config(data_dir))
+  task = make_task(tiny_simclr_config(data_dir, **{
+      "model.name": "vit", "model.depth": 1, "model.width": 8, "model.num_heads": 2}))
   params, model_state = task.init(jax.random.key(0))
   batch = pipeline.to_iterator(task.train_data).__next__()
   assert batch["image"].dtype == np.uint8 and batch["image"].shape == (16, 8, 8, 3)
@@ -131,12 +134,9 @@ def test_simclr_task_loss_is_global_on_8_devices(data_dir):
   np.testing.assert_allclose(metrics["contrastive_accuracy"], one_metrics["contrastive_accuracy"])
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), state,
                one_state)
-  # Batch statistics moved, and the untrained loss is near log(2B - 1) (chance).
+  # Batch statistics moved; the views differ from step to step.
   assert not np.allclose(jax.tree.leaves(state)[0], jax.tree.leaves(model_state)[0])
-  assert abs(float(loss) - np.log(31)) < 1.0
-  sums = jax.jit(task.eval_sums)(params, model_state, task.eval_data[0])
-  metrics = task.finalize_eval(sums)
-  assert np.isfinite(float(metrics["loss"])) and 0 <= float(metrics["contrastive_accuracy"]) <= 1
+  assert np.isfinite(float(loss)) and float(loss) > 0
 
 
 @pytest.mark.parametrize("change,match", [
@@ -160,21 +160,41 @@ def test_bad_configs_are_config_errors(data_dir, change, match):
     make_task(config)
 
 
-@pytest.mark.parametrize("depth,stem,size", [(18, "cifar", 8), (50, "imagenet", 32)])
-def test_resnet_features_and_batch_norm(depth, stem, size):
+@pytest.mark.parametrize("depth,stem,size,dim", [(18, "cifar", 8, 32), (50, "imagenet", 64, 128),
+                                                 (18, "imagenet", 32, 32)])
+def test_resnet_shapes(depth, stem, size, dim):
   from ssl_jax.models.resnet import ResNet
   model = ResNet(depth=depth, stem=stem, width=4)
-  x = jax.random.normal(jax.random.key(0), (4, size, size, 3))
+  x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+  variables = jax.eval_shape(model.init, jax.random.key(0), x)
+  assert set(variables) == {"params", "batch_stats"}
+  assert jax.eval_shape(model.apply, variables, x).shape == (2, model.features_dim) == (2, dim)
+  convs = [p for p in jax.tree_util.tree_leaves_with_path(variables["params"])
+           if p[1].ndim == 4]
+  assert len(convs) == {18: 20, 50: 53}[depth]  # conv layers, projections included
+  assert convs[0][1].shape[:2] == ((3, 3) if stem == "cifar" else (7, 7))
+
+
+def test_resnet_batch_norm_train_and_eval_modes():
+  from ssl_jax.models.resnet import ResNet
+  model = ResNet(depth=18, stem="cifar", width=4)
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+  changed = x.at[1:].multiply(3.0)  # every example but the first
   variables = model.init(jax.random.key(1), x[:1])
-  features, updated = model.apply(variables, x, train=True, mutable=["batch_stats"])
-  assert features.shape == (4, model.features_dim) == (4, 32 if depth == 18 else 128)
+
+  @jax.jit  # one compilation for all four applications
+  def both_modes(variables):
+    train = lambda x: model.apply(variables, x, train=True, mutable=["batch_stats"])
+    (features, updated), (features_changed, _) = train(x), train(changed)
+    return (features[0], features_changed[0], model.apply(variables, x)[0],
+            model.apply(variables, changed)[0], updated)
+
+  train_first, train_changed, eval_first, eval_changed, updated = both_modes(variables)
   assert not np.allclose(jax.tree.leaves(updated)[0], jax.tree.leaves(variables["batch_stats"])[0])
-  # Eval mode uses running statistics: an example's features ignore the rest of the batch.
-  alone = model.apply(variables, x[:1])
-  np.testing.assert_allclose(model.apply(variables, x)[:1], alone, rtol=1e-5, atol=1e-6)
-  with_others, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
-  changed, _ = model.apply(variables, x.at[1:].multiply(3.0), train=True, mutable=["batch_stats"])
-  assert not np.allclose(with_others[:1], changed[:1])
+  # Train mode normalises with the batch's statistics: the others change example 0's features.
+  assert not np.allclose(train_first, train_changed)
+  # Eval mode uses the running statistics: they do not.
+  np.testing.assert_allclose(eval_first, eval_changed, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("pool", ["cls", "mean"])
@@ -182,10 +202,9 @@ def test_vit_features(pool):
   from ssl_jax.models.vit import ViT
   model = ViT(patch_size=4, depth=2, width=16, num_heads=2, pool=pool)
   x = jax.random.normal(jax.random.key(0), (3, 8, 8, 3))
-  variables = model.init(jax.random.key(1), x)
+  variables = jax.eval_shape(model.init, jax.random.key(1), x)
   assert set(variables) == {"params"}  # no batch statistics
   assert ("cls" in variables["params"]) == (pool == "cls")
   assert variables["params"]["pos_embedding"].shape == (1, 4 + (pool == "cls"), 16)
-  features = model.apply(variables, x)
-  assert features.shape == (3, 16)
-  assert not np.allclose(features[0], features[1])
+  assert jax.eval_shape(model.apply, variables, x).shape == (3, 16)
+  # (test_evaluate.py trains and evaluates a ViT end to end)

@@ -16,14 +16,21 @@ from ssl_jax.tasks.vision import model_input, split_variables
 
 def _subtree(tree, path: str):
   for part in path.split("/"):
+    if not isinstance(tree, dict) or part not in tree:
+      return None
     tree = tree[part]
   return tree
 
 
 def encoder_variables(params, model_state, path: str):
-  """(encoder params, encoder state) from a whole model's params and model_state."""
+  """(encoder params, encoder state) from a whole model's params and model_state; a
+  collection the encoder does not use (a ViT has no batch_stats) is left out."""
+  encoder_params = _subtree(params, path)
+  if encoder_params is None:
+    from ssl_jax.errors import ConfigError
+    raise ConfigError(f"The checkpoint has no encoder at params/{path} (metadata encoder_path).")
   state = {name: _subtree(collection, path) for name, collection in model_state.items()}
-  return _subtree(params, path), state
+  return encoder_params, {name: tree for name, tree in state.items() if tree is not None}
 
 
 def _as_float(images):

@@ -16,13 +16,21 @@ L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "max_iter"))
-def fit(features_NxD, labels_N, l2, num_classes: int, max_iter: int = 1000, tol: float = 1e-5):
-  """(weights DxK, bias K, iterations) minimising mean cross entropy + l2/2 |W|^2."""
+def fit(features_NxD, labels_N, l2, num_classes: int, weights_N=None, max_iter: int = 1000,
+        tol: float = 1e-5):
+  """(weights DxK, bias K, iterations) minimising mean cross entropy + l2/2 |W|^2.
+
+  `weights_N` (0 or 1) selects examples without changing shapes, so model selection and
+  the final fit share one compilation.
+  """
+  if weights_N is None:
+    weights_N = jnp.ones(labels_N.shape, jnp.float32)
+
   def objective(wb):
     w, b = wb
     logits = features_NxD @ w + b
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels_N).mean()
-    return ce + 0.5 * l2 * jnp.sum(w ** 2)
+    ce_N = optax.softmax_cross_entropy_with_integer_labels(logits, labels_N)
+    return jnp.sum(ce_N * weights_N) / jnp.sum(weights_N) + 0.5 * l2 * jnp.sum(w ** 2)
 
   solver = optax.lbfgs()
   value_and_grad = optax.value_and_grad_from_state(objective)
@@ -52,15 +60,17 @@ def accuracy(w, b, features_NxD, labels_N) -> float:
 def probe(train_NxD, train_labels, test_MxD, test_labels, num_classes: int, seed: int = 0):
   """{"top1", "l2"}: test accuracy of the probe whose L2 strength validated best."""
   train_NxD, test_MxD = tr.standardise(train_NxD, test_MxD)
-  order = np.random.default_rng(seed).permutation(len(train_labels))
-  val, fit_part = order[:len(order) // 5], order[len(order) // 5:]
+  val = np.random.default_rng(seed).permutation(len(train_labels))[:len(train_labels) // 5]
+  fit_weights = np.ones(len(train_labels), np.float32)
+  fit_weights[val] = 0.0
   scores = []
   for l2 in L2_GRID:
-    w, b, _ = fit(train_NxD[fit_part], train_labels[fit_part], l2, num_classes)
+    w, b, _ = fit(train_NxD, train_labels, l2, num_classes, fit_weights)
     scores.append(accuracy(w, b, train_NxD[val], train_labels[val]))
   # Ties go to the strongest regularisation.
   best = max(range(len(L2_GRID)), key=lambda i: (scores[i], i))
-  w, b, _ = fit(train_NxD, train_labels, L2_GRID[best], num_classes)
+  w, b, _ = fit(train_NxD, train_labels, L2_GRID[best], num_classes,
+                np.ones(len(train_labels), np.float32))
   return {"top1": accuracy(w, b, test_MxD, test_labels), "l2": L2_GRID[best]}
 
 

@@ -6,6 +6,7 @@ freshly initialised, a raw-input baseline, and labelled train/test data. Protoco
 (linear, knn, fewshot, finetune) never know whether the inputs are images or tokens.
 """
 import dataclasses
+import functools
 import time
 from typing import Any, Callable, Optional
 
@@ -63,13 +64,14 @@ def prefixed(name: str, metrics: dict) -> dict:
   return dict(metrics) if not name else {f"{name}_{k}": v for k, v in metrics.items()}
 
 
-def extract(encoder: Encoder, inputs, batch_size: int = 256) -> np.ndarray:
-  """Frozen features [N, D] (float32), computed in fixed-size batches (one compilation)."""
-  @jax.jit
-  def features(x):
-    f, _ = encoder.apply(encoder.params, encoder.state, x, False)
-    return f.astype(jnp.float32)
+@functools.partial(jax.jit, static_argnums=0)
+def _features(apply, params, state, x):
+  return apply(params, state, x, False)[0].astype(jnp.float32)
 
+
+def extract(encoder: Encoder, inputs, batch_size: int = 256) -> np.ndarray:
+  """Frozen features [N, D] (float32), in fixed-size batches: encoders sharing an `apply`
+  (pretrained and random init) share one compilation."""
   n = len(inputs)
   batch_size = min(batch_size, n)
   out = []
@@ -78,7 +80,7 @@ def extract(encoder: Encoder, inputs, batch_size: int = 256) -> np.ndarray:
     real = len(x)
     if real < batch_size:  # pad the last batch to the compiled shape
       x = np.concatenate([x, np.repeat(x[-1:], batch_size - real, 0)])
-    out.append(np.asarray(features(x))[:real])
+    out.append(np.asarray(_features(encoder.apply, encoder.params, encoder.state, x))[:real])
   return np.concatenate(out)
 
 
