@@ -15,6 +15,9 @@ import jax.numpy as jnp
 _init = nn.initializers.normal(0.02)
 _NEG = -1e30  # masked logit; finite so that fully masked rows stay NaN-free
 _QUERY_BLOCK = 64  # causal blocking: rows per query block on the XLA path
+# "auto": cuDNN where it applies (GPU, bf16/fp16, no explicit mask), else XLA. "xla" forces
+# the XLA path everywhere (a fallback where a cuDNN build lacks the fused kernel).
+ATTENTION_IMPL = "auto"
 
 
 def rotary(x_BxTxHxK, positions_T):
@@ -62,15 +65,17 @@ def attention(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, *, causal: bool, mask=None):
   """Scaled dot-product attention: out_BxTxHxK. mask: boolean Bx1xTxS-broadcastable or None."""
   T, S, K = q_BxTxHxK.shape[1], k_BxSxHxK.shape[1], q_BxTxHxK.shape[-1]
   on_gpu = jax.default_backend() == "gpu"
-  if on_gpu and mask is None and q_BxTxHxK.dtype in (jnp.bfloat16, jnp.float16) and T == S:
+  fused_ok = mask is None and T == S and q_BxTxHxK.dtype in (jnp.bfloat16, jnp.float16)
+  if ATTENTION_IMPL == "auto" and on_gpu and fused_ok:
     return jax.nn.dot_product_attention(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, is_causal=causal,
                                         implementation="cudnn")
   # XLA path. Heads-major layout so the batched products need no per-block transposes.
   q_BxHxTxK = (q_BxTxHxK * jnp.asarray(K ** -0.5, q_BxTxHxK.dtype)).transpose(0, 2, 1, 3)
   k_BxHxSxK, v_BxHxSxK = k_BxSxHxK.transpose(0, 2, 1, 3), v_BxSxHxK.transpose(0, 2, 1, 3)
-  num_blocks = T // _QUERY_BLOCK
-  if causal and mask is None and T == S and num_blocks > 1 and T % _QUERY_BLOCK == 0 and not on_gpu:
-    out_BxHxTxK = _blocked_causal(q_BxHxTxK, k_BxHxSxK, v_BxHxSxK, min(num_blocks, 8))
+  num_blocks = min(T // _QUERY_BLOCK, 8)  # more, smaller blocks cost more than they skip
+  blocked = causal and mask is None and T == S and T % _QUERY_BLOCK == 0 and num_blocks > 1
+  if blocked and not on_gpu:  # measured on CPU only; GPUs keep one full-size product
+    out_BxHxTxK = _blocked_causal(q_BxHxTxK, k_BxHxSxK, v_BxHxSxK, num_blocks)
   else:
     out_BxHxTxK = _softmax_attend(q_BxHxTxK, k_BxHxSxK, v_BxHxSxK,
                                   causal_offset=S - T if causal else None, mask=mask)
@@ -158,7 +163,9 @@ class Transformer(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   def setup(self):
-    self.embed = nn.Embed(self.vocab_size, self.width, embedding_init=_init)
+    # dtype: the tied output projection (the largest matmul at GPT-2's vocabulary) runs in
+    # the compute dtype; the table itself stays float32.
+    self.embed = nn.Embed(self.vocab_size, self.width, embedding_init=_init, dtype=self.dtype)
     if self.position == "learned":
       self.pos_embed = self.param("pos_embed", _init, (self.max_len, self.width))
     block = nn.remat(Block, static_argnums=(4,)) if self.remat else Block
