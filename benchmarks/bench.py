@@ -214,7 +214,7 @@ def scaling_section(args, emit, state):
     configs = [(2, 32, 16, 2)]
   else:
     configs = [(4, 256, seq, 2048 // seq) for seq in (128, 256, 512, 1024)]
-    configs += [(w // 64, w, 256, 8) for w in (128, 384, 512)]
+    configs += [(w // 64, w, 256, 8) for w in (128, 512)]
   if "peak" not in state:
     peaks = measure(peak_workers(), max(2, args.rounds // 2), args.window_s)
     state["peak"] = peak_of([row_of(w) for w in peaks])
@@ -247,7 +247,7 @@ def main(argv=None):
   p.add_argument("--only", choices=SECTIONS, action="append",
                  help="run only this section (repeatable); default: all")
   p.add_argument("--json", action="store_true", help="one JSON object per row, nothing else")
-  p.add_argument("--rounds", type=int, default=5, help="interleaved timing windows per row")
+  p.add_argument("--rounds", type=int, default=3, help="interleaved timing windows per row")
   p.add_argument("--window_s", type=float, default=2.0, help="seconds per timing window")
   p.add_argument("--tiny", action="store_true", help="toy shapes: checks the plumbing only")
   args = p.parse_args(argv)

@@ -28,10 +28,11 @@ class GPTShape:
     return self.seq * self.batch
 
 
-# The first shape, and a larger one that still fits a 2-core CPU run.
+# The first shape, and a larger one (wider, longer context, same tokens per step,
+# about twice the FLOPs) that still fits a 2-core CPU run shared with other work.
 GPT_SHAPES = {
     "small": GPTShape(layers=4, heads=4, width=256, seq=256, batch=8),
-    "large": GPTShape(layers=6, heads=8, width=512, seq=512, batch=4),
+    "large": GPTShape(layers=4, heads=6, width=384, seq=512, batch=4),
 }
 
 
