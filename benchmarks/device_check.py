@@ -86,7 +86,7 @@ def simclr_check(batch, image_size, width, steps, windows, dtype):
 def main():
   p = argparse.ArgumentParser()
   p.add_argument("--smoke", action="store_true", help="toy shapes (any backend): logic only")
-  p.add_argument("--budget_s", type=float, default=300,
+  p.add_argument("--budget_s", type=float, default=270,
                  help="start no optional part after this many seconds (the .sh stops at 450)")
   args = p.parse_args()
   cache = os.environ.get("SSL_JAX_COMPILATION_CACHE", "/tmp/ssl_jax_device_cache")
