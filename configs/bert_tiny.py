@@ -13,7 +13,7 @@ def get_config():
   c = gpt_tiny.get_config()
   c.objective = "masked_lm"
   c.model.name = "bert"
-  c.total_steps = 600
+  c.total_steps = 300
   c.optim.lr = 1e-3
   c.mlm = c.__class__()
   c.mlm.rate = 0.15  # of tokens chosen; of those 80% [MASK], 10% random, 10% kept

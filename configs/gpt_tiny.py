@@ -1,6 +1,7 @@
 """The default main job: a small byte-level GPT on the interpreter's standard library.
 
-About 5 minutes on a 2-core CPU; validation bits per byte falls from 8 to about 2.
+Sized for about 5 minutes on a 2-core CPU (2.5M training bytes); validation bits per byte
+falls from 8 (untrained) to about 2.5.
 """
 import ml_collections
 
@@ -9,13 +10,13 @@ def get_config():
   c = ml_collections.ConfigDict()
   c.objective = "next_token"
   c.seed = 0
-  c.total_steps = 600
-  c.batch_size = 16
+  c.total_steps = 300
+  c.batch_size = 32
   c.grad_accum = 1
   c.log_every = 20
-  c.eval_every = 200
+  c.eval_every = 100
   c.eval_steps = 16
-  c.checkpoint_every = 200
+  c.checkpoint_every = 100
   c.keep_checkpoints = 3
   c.parallel = "jit"  # or "pmap" (classic replicated data parallel)
   c.skip_nonfinite = False  # True: a NaN/Inf step is skipped instead of stopping the run
@@ -36,7 +37,7 @@ def get_config():
   c.model.name = "gpt"
   c.model.num_layers = 4
   c.model.num_heads = 4
-  c.model.width = 256
+  c.model.width = 128
   c.model.mlp_ratio = 4
   c.model.dropout = 0.0
   c.model.position = "learned"  # or "rope"
@@ -46,8 +47,8 @@ def get_config():
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adamw"
-  c.optim.lr = 2e-3
-  c.optim.warmup_steps = 50
+  c.optim.lr = 3e-3
+  c.optim.warmup_steps = 30
   c.optim.min_lr_ratio = 0.1
   c.optim.b1 = 0.9
   c.optim.b2 = 0.95
