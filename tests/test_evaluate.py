@@ -1,5 +1,4 @@
 """Transfer evaluations: protocols on synthetic features, and the evaluate CLI end to end."""
-import dataclasses
 import json
 import math
 import os
@@ -163,19 +162,15 @@ def test_evaluate_cli_without_checkpoint_exits_2(tmp_path):
   assert out.returncode == 2 and "No checkpoints" in out.stderr
 
 
-def test_feature_protocols_in_process(simclr_workdir):
-  """Each protocol on a small slice (the baselines' names are checked by the CLI test)."""
-  options = evaluate.Options(max_train_examples=200, max_test_examples=100, finetune_steps=2,
-                             batch_size=32, baselines=False)
-  result = evaluate.evaluate(simclr_workdir, "linear", options)
-  assert set(result) == {"step", "split", "top1", "l2", "seconds", "total_seconds"}
-  assert 0.0 <= result["top1"] <= 1.0
-  result = evaluate.evaluate(simclr_workdir, "fewshot",
-                             dataclasses.replace(options, baselines=True))
+def test_fewshot_protocol_in_process(simclr_workdir):
+  """The Python entry point, with every baseline (the CLI test covers the command)."""
+  options = evaluate.Options(max_train_examples=200, max_test_examples=100, batch_size=32)
+  result = evaluate.evaluate(simclr_workdir, "fewshot", options)
+  assert result["step"] == 4 and result["split"] == "fewshot"
   assert {f"{p}top1_{n}shot{s}" for p in ("", "random_init_", "raw_pixels_")
           for n in fewshot.SHOTS for s in ("", "_std")} <= set(result)
   assert result["raw_pixels_top1_25shot"] > 0.5
-  # (finetune is tested on a small encoder above: on a checkpoint it compiles a backward pass)
+  assert all(0.0 <= v <= 1.0 for k, v in result.items() if "top1" in k)
 
 
 def test_perplexity_covers_the_validation_split(corpus_dir, data_dir, tmp_path):

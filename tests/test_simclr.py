@@ -180,7 +180,12 @@ def test_resnet_batch_norm_train_and_eval_modes():
   model = ResNet(depth=18, stem="cifar", width=4)
   x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
   changed = x.at[1:].multiply(3.0)  # every example but the first
-  variables = model.init(jax.random.key(1), x[:1])
+  # Random variables drawn with NumPy: an eager model.init compiles op by op (slow on CPU).
+  rng = np.random.default_rng(0)
+  variables = jax.tree_util.tree_map_with_path(
+      lambda path, s: (np.ones(s.shape, np.float32) if path[-1].key in ("scale", "var")
+                       else rng.normal(size=s.shape).astype(np.float32) * 0.2),
+      jax.eval_shape(model.init, jax.random.key(1), x[:1]))
 
   @jax.jit  # one compilation for all four applications
   def both_modes(variables):

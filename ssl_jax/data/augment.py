@@ -242,7 +242,7 @@ def augment_view(key, image_HxWxC, spec: ViewSpec, out_size: int):
   compilation on CPU, and nothing here needs more than uniforms.
   """
   H, W, _ = image_HxWxC.shape
-  u = jax.random.uniform(key, (19,))
+  u = jax.random.uniform(key, (18,))
   x = crop_and_resize(image_HxWxC, *_crop_window(u[0:4], H, W, (spec.crop_min_scale,
                       spec.crop_max_scale), spec.crop_ratio), out_size)
   x = jnp.where(u[4] < spec.flip_prob, x[:, ::-1], x)

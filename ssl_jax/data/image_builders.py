@@ -30,8 +30,7 @@ def png_bytes(image_HxW_or_HxWxC: np.ndarray) -> bytes:
 class Digits(tfds.core.GeneratorBasedBuilder):
   """scikit-learn's digits: 8x8 grayscale, 17 ink levels scaled to 0..255, 10 classes.
 
-  A fixed split: the first 1437 images train, the last 360 test. The images come from 43
-  writers in order, so the test set mostly holds writers the training set lacks.
+  A fixed split, in the dataset's order: the first 1437 images train, the last 360 test.
   """
   VERSION = tfds.core.Version("1.0.0")
   NUM_TRAIN = 1437

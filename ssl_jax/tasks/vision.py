@@ -8,7 +8,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from ssl_jax.data import augment, images, pipeline
+from ssl_jax.data import augment
 from ssl_jax.errors import ConfigError
 from ssl_jax.models import encoders
 from ssl_jax.models.heads import EncoderWithHead, ProjectionHead
@@ -52,7 +52,7 @@ def split_variables(variables):
 @dataclasses.dataclass
 class ImageSetup:
   """What every image pretraining task shares: data, encoder, augmentation."""
-  data: images.ImageData
+  data: object  # images.ImageData
   image_size: int
   encoder: object  # a Flax module: images in [-1, 1] -> features
   views: tuple  # augment.ViewSpec per view
@@ -67,6 +67,9 @@ def view_specs(config):
 
 
 def image_setup(config) -> ImageSetup:
+  # Data modules (TFDS, grain) load here only, so the loss pieces above and below import
+  # with jax/flax/optax alone (device checks, benchmarks).
+  from ssl_jax.data import images, pipeline
   d = config.data
   if config.batch_size < 2:
     raise ConfigError("batch_size must be at least 2: contrastive losses need negatives.")
@@ -107,6 +110,34 @@ def unpair(z_2BxD):
   return z_Bx2xD[:, 0], z_Bx2xD[:, 1]
 
 
+def simclr_model(config, encoder):
+  h = config.head
+  return EncoderWithHead(encoder, ProjectionHead(
+      h.hidden_dim or encoder.features_dim, h.out_dim, h.num_layers,
+      bn_axis_name=mapped_axis(config)))
+
+
+def simclr_loss(model, views, image_size: int, temperature: float, axis_name=None):
+  """(loss_fn, eval_sums) of SimCLR for a model returning (features, projections)."""
+  S, T = image_size, temperature
+
+  def loss_fn(params, model_state, batch, rng):
+    x = model_input(two_views(per_device_key(rng, axis_name), batch["image"], views, S))
+    (_, z), model_state = apply_model(model, params, model_state, x, train=True)
+    loss, metrics = simclr.nt_xent(*unpair(z), T, axis_name=axis_name)
+    return loss, (metrics, model_state)
+
+  def eval_sums(params, model_state, batch):
+    key = per_device_key(jax.random.key(EVAL_KEY_SEED), axis_name)
+    x = model_input(two_views(key, batch["image"], views, S))
+    (_, z), _ = apply_model(model, params, model_state, x, train=False)
+    loss_2B, correct_2B = simclr.nt_xent_terms(*unpair(z), T, axis_name=axis_name)
+    return {"loss": jnp.sum(loss_2B), "correct": jnp.sum(correct_2B),
+            "count": jnp.float32(loss_2B.shape[0])}
+
+  return loss_fn, eval_sums
+
+
 def simclr_task(config) -> Task:
   setup = image_setup(config)
   if len(setup.views) != 2:
@@ -114,28 +145,13 @@ def simclr_task(config) -> Task:
                       f"gives {len(setup.views)}.")
   if config.simclr.temperature <= 0:
     raise ConfigError(f"simclr.temperature must be positive, got {config.simclr.temperature}.")
-  h = config.head
-  axis = mapped_axis(config)
-  model = EncoderWithHead(setup.encoder, ProjectionHead(
-      h.hidden_dim or setup.encoder.features_dim, h.out_dim, h.num_layers, bn_axis_name=axis))
-  S, T = setup.image_size, config.simclr.temperature
+  model = simclr_model(config, setup.encoder)
+  S = setup.image_size
+  loss_fn, eval_sums = simclr_loss(model, setup.views, S, config.simclr.temperature,
+                                   mapped_axis(config))
 
   def init(key):
     return split_variables(model.init(key, jnp.zeros((1, S, S, 3)), train=False))
-
-  def loss_fn(params, model_state, batch, rng):
-    x = model_input(two_views(per_device_key(rng, axis), batch["image"], setup.views, S))
-    (_, z), model_state = apply_model(model, params, model_state, x, train=True)
-    loss, metrics = simclr.nt_xent(*unpair(z), T, axis_name=axis)
-    return loss, (metrics, model_state)
-
-  def eval_sums(params, model_state, batch):
-    key = per_device_key(jax.random.key(EVAL_KEY_SEED), axis)
-    x = model_input(two_views(key, batch["image"], setup.views, S))
-    (_, z), _ = apply_model(model, params, model_state, x, train=False)
-    loss_2B, correct_2B = simclr.nt_xent_terms(*unpair(z), T, axis_name=axis)
-    return {"loss": jnp.sum(loss_2B), "correct": jnp.sum(correct_2B),
-            "count": jnp.float32(loss_2B.shape[0])}
 
   def finalize_eval(sums):
     return {"loss": sums["loss"] / sums["count"],
