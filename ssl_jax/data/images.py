@@ -46,15 +46,18 @@ def open_split(cfg, split: str):
     source = builder.as_data_source(split=split)
     info = builder.info
   else:
+    how = (f"Prepare it where there is network access with `tfds build {cfg.name} "
+           f"--file_format=array_record --data_dir=DIR` and pass --config.data.data_dir=DIR "
+           f"(known image datasets: {', '.join(KNOWN_TFDS)}; or data.name={DIGITS!r} / "
+           f"{IMAGE_FOLDER!r}).")
     try:
       source = tfds.data_source(cfg.name, data_dir=data_dir(cfg), split=split, download=False)
     except Exception as e:  # tfds raises several types for "not prepared" / "unknown split"
-      raise DataError(
-          f"Could not open TFDS dataset {cfg.name!r} split {split!r} in {data_dir(cfg)}: {e}\n"
-          f"Prepare it where there is network access with `tfds build {cfg.name} "
-          f"--file_format=array_record --data_dir=DIR` and pass --config.data.data_dir=DIR "
-          f"(known image datasets: {', '.join(KNOWN_TFDS)}; or data.name={DIGITS!r} / "
-          f"{IMAGE_FOLDER!r}).") from e
+      folder = os.path.join(data_dir(cfg), cfg.name.split(":")[0].split("/")[0])
+      if not os.path.isdir(folder):  # tfds's own message is misleading then
+        raise DataError(f"TFDS dataset {cfg.name!r} is not in {data_dir(cfg)}. {how}") from e
+      raise DataError(f"Could not open TFDS dataset {cfg.name!r} split {split!r} in "
+                      f"{data_dir(cfg)}: {e}\n{how}") from e
     info = source.dataset_info
   features = info.features
   if "image" not in features or "label" not in features:
