@@ -9,6 +9,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from ssl_jax import enable_compilation_cache
 from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, EXIT_DIVERGED, ConfigError, DataError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file (get_config()).",
@@ -35,14 +36,6 @@ def parse_flags(argv):
     sys.exit(EXIT_CONFIG)
 
 
-def setup_jax():
-  import jax
-  cache = os.environ.get("SSL_JAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/ssl_jax/jax"))
-  if cache:
-    jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-
 def init_distributed():
   """jax.distributed.initialize from flags, or auto-detected on TPU pods and SLURM."""
   import jax
@@ -67,7 +60,7 @@ def run_command(argv, command) -> int:
   if _CONFIG.value is None or not _WORKDIR.value:
     print("error: --config and --workdir are required.", file=sys.stderr)
     return EXIT_CONFIG
-  setup_jax()
+  enable_compilation_cache()
   from absl import logging
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO

@@ -9,7 +9,7 @@ import sys
 
 from absl import app, flags
 
-from ssl_jax import evaluate
+from ssl_jax import enable_compilation_cache, evaluate
 from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, ConfigError, DataError
 
 _DEFAULTS = evaluate.Options()
@@ -40,15 +40,6 @@ def parse_flags(argv):
     sys.exit(EXIT_CONFIG)
 
 
-def _compilation_cache():
-  """The persistent compilation cache main.py uses (importing main would redefine flags)."""
-  import jax
-  cache = os.environ.get("SSL_JAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/ssl_jax/jax"))
-  if cache:
-    jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-
 def main(argv):
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}\n{USAGE}", file=sys.stderr)
@@ -59,7 +50,7 @@ def main(argv):
   from absl import logging
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  _compilation_cache()
+  enable_compilation_cache()
   options = evaluate.Options(
       seed=_SEED.value, baselines=_BASELINES.value, batch_size=_BATCH.value,
       max_train_examples=_MAX_TRAIN.value, max_test_examples=_MAX_TEST.value,
