@@ -13,7 +13,8 @@ def get_config():
   c = gpt_tiny.get_config()
   c.objective = "masked_lm"
   c.model.name = "bert"
-  c.total_steps = 300
+  c.total_steps = 1200
+  c.batch_size = 16  # only the 15% chosen tokens carry a loss: larger batches than GPT's
   c.optim.lr = 1e-3
   c.mlm = c.__class__()
   c.mlm.rate = 0.15  # of tokens chosen; of those 80% [MASK], 10% random, 10% kept

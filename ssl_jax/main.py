@@ -30,10 +30,39 @@ def parse_flags(argv):
     return flags.FLAGS(argv)
   except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
     # ml_collections reports an unknown field as a KeyError with a "did you mean" hint.
-    message = e.args[0] if isinstance(e, KeyError) and e.args else e
+    # (raised bare, or wrapped in an AttributeError one level down).
+    if isinstance(e, AttributeError) and e.args and isinstance(e.args[0], KeyError):
+      e = e.args[0]
+    message = e
+    if isinstance(e, KeyError) and e.args:
+      message = f"unknown config field {e.args[0]}"
+      if "did you mean" not in message.lower():
+        message += _misplaced_hint(argv, e.args[0].strip("'"))
     print(f"error: {message}\nUsage: python -m ssl_jax.main --config configs/NAME.py --workdir DIR "
           "[--config.FIELD=VALUE ...]", file=sys.stderr)
     sys.exit(EXIT_CONFIG)
+
+
+def _misplaced_hint(argv, name) -> str:
+  """'; it is optim.warmup_steps' when an override names a field at the wrong level."""
+  import importlib.util
+  path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if path is None and "--config" in argv[:-1]:
+    path = argv[argv.index("--config") + 1]
+  try:
+    spec = importlib.util.spec_from_file_location("_cfg", path.split(":")[0])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+  except Exception:  # the hint is a nicety; the error itself is reported either way
+    return ""
+
+  def fields(node, prefix=""):
+    for key, value in node.items():
+      yield from fields(value, f"{prefix}{key}.") if hasattr(value, "items") else ()
+      yield f"{prefix}{key}"
+  matches = [f for f in fields(config) if f.rsplit(".", 1)[-1] == name]
+  return f"; did you mean --config.{matches[0]}?" if matches else ""
 
 
 def init_distributed():

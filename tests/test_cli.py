@@ -15,6 +15,7 @@ def _main(workdir, *flags, source, data_dir, env=None):
 
 @pytest.mark.parametrize("flags,code,message", [
     (["--config.modle.width=3"], 2, "modle"),
+    (["--config.warmup_steps=3"], 2, "did you mean --config.optim.warmup_steps?"),
     (["--config.model.width=wide"], 2, "width"),
     (["--config.data.seq_len=64"], 2, "max_len"),
     (["--config.batch_size=0"], 2, "batch_size"),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY_CLI_FLAGS, run_cli, tiny_lm_config
-from ssl_jax import train
+from ssl_jax import parallel, train
 from ssl_jax.checkpoint import load_latest
 
 STEPS = 8
@@ -89,3 +89,43 @@ def test_checkpoint_from_8_devices_restores_on_2(corpus_dir, data_dir, tmp_path)
   step, resumed, _ = load_latest(workdir)
   assert step == STEPS
   chex.assert_trees_all_close(resumed["params"], straight["params"], atol=1e-5, rtol=1e-3)
+
+
+SIMCLR_STEPS = 4
+
+
+def _simclr_config(data_dir, **overrides):
+  from test_simclr import tiny_simclr_config
+  # A one-block ViT compiles in seconds; its projection head still has batch norm, so the
+  # cross-device batch statistics and the gathered negatives are both exercised.
+  return tiny_simclr_config(data_dir, **{
+      "model.name": "vit", "model.depth": 1, "model.width": 8, "model.num_heads": 2,
+      "total_steps": SIMCLR_STEPS, "log_every": 1, "eval_every": SIMCLR_STEPS,
+      "checkpoint_every": SIMCLR_STEPS, **overrides})
+
+
+@pytest.fixture(scope="module")
+def simclr_one_device(data_dir, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("simclr_one_device"))
+  one = parallel.JitParallel(parallel.make_mesh(1, jax.devices()[:1]))
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(parallel, "make", lambda kind, fsdp=1: one)
+    assert train.train(_simclr_config(data_dir), workdir) == 0
+  return workdir
+
+
+@pytest.mark.parametrize("overrides", [{}, {"parallel": "pmap"}, {"mesh.fsdp": 8}],
+                         ids=["jit8", "pmap8", "fsdp8"])
+def test_simclr_eight_devices_match_one_device(overrides, simclr_one_device, data_dir, tmp_path):
+  """Views are drawn per global example, batch norm and NT-Xent see the global batch: the
+  same numbers whatever the wrapper or device count."""
+  assert train.train(_simclr_config(data_dir, **overrides), str(tmp_path)) == 0
+  want, got = _losses(simclr_one_device), _losses(str(tmp_path))
+  assert len(got) == len(want) == SIMCLR_STEPS
+  np.testing.assert_allclose(got, want, rtol=2e-4)
+  np.testing.assert_allclose(_losses(str(tmp_path), "eval"), _losses(simclr_one_device, "eval"),
+                             rtol=2e-4)
+  _, a, _ = load_latest(simclr_one_device)
+  _, b, _ = load_latest(str(tmp_path))
+  chex.assert_trees_all_close(a["params"], b["params"], atol=1e-5, rtol=1e-3)
+  chex.assert_trees_all_close(a["model_state"], b["model_state"], atol=1e-5, rtol=1e-3)

@@ -264,14 +264,28 @@ def to_float(images_uint8):
   return images_uint8.astype(jnp.float32) / 255.0
 
 
-def augment_batch(key, images_BxHxWxC, specs, out_size: int):
+def example_keys(key, num_views: int, local_batch: int, axis_name=None):
+  """Keys [V, B] for this device's examples: its slice of split(key, (V, global batch)).
+
+  Under jit the batch is global and this is the whole split; under pmap each device takes
+  its own columns, so the views, and hence the numbers, match jit exactly.
+  """
+  if axis_name is None:
+    return jax.random.split(key, (num_views, local_batch))
+  n = jax.lax.axis_size(axis_name)
+  keys_VxG = jax.random.split(key, (num_views, local_batch * n))
+  start = jax.lax.axis_index(axis_name) * local_batch
+  return jax.lax.dynamic_slice_in_dim(keys_VxG, start, local_batch, axis=1)
+
+
+def augment_batch(key, images_BxHxWxC, specs, out_size: int, axis_name=None):
   """One tuple entry per spec: float views [B, out, out, C] in [0, 1], a key per example.
 
-  Example b of view v uses key split(key, (V, B))[v, b]: the views depend on the global
-  batch and the key only, not on how the batch is sharded over devices.
+  Example b of view v uses key split(key, (V, B))[v, b] of the global batch: the views
+  depend on the global batch and the key only, not on jit/pmap or the device count.
   """
   images = to_float(images_BxHxWxC) if images_BxHxWxC.dtype == jnp.uint8 else images_BxHxWxC
-  keys_VxB = jax.random.split(key, (len(specs), images.shape[0]))
+  keys_VxB = example_keys(key, len(specs), images.shape[0], axis_name)
   return tuple(
       jax.vmap(lambda k, x, s=spec: augment_view(k, x, s, out_size))(keys_VxB[v], images)
       for v, spec in enumerate(specs))

@@ -13,7 +13,7 @@ from ssl_jax.models.heads import EncoderWithHead, ProjectionHead
 from ssl_jax.objectives import byol
 from ssl_jax.tasks import Task
 from ssl_jax.tasks.vision import (EVAL_KEY_SEED, apply_model, image_metadata, image_setup,
-                                  mapped_axis, model_input, per_device_key, split_variables,
+                                  mapped_axis, model_input, split_variables,
                                   two_views, unpair)
 
 
@@ -64,7 +64,7 @@ def byol_task(config) -> Task:
     return byol.byol_loss(p1, p2, t1, t2), new_state
 
   def loss_fn(params, model_state, batch, rng):
-    x = model_input(two_views(per_device_key(rng, axis), batch["image"], setup.views, S))
+    x = model_input(two_views(rng, batch["image"], setup.views, S, axis))
     loss, model_state = forward(params, model_state, x, train=True)
     return loss, ({"loss": loss}, model_state)
 
@@ -75,8 +75,8 @@ def byol_task(config) -> Task:
                                       "params": byol.ema(target["params"], params["online"], decay)}}
 
   def eval_sums(params, model_state, batch):
-    key = per_device_key(jax.random.key(EVAL_KEY_SEED), axis)
-    x = model_input(two_views(key, batch["image"], setup.views, S))
+    key = jax.random.key(EVAL_KEY_SEED)
+    x = model_input(two_views(key, batch["image"], setup.views, S, axis))
     loss, _ = forward(params, model_state, x, train=False)
     n = jnp.float32(batch["image"].shape[0])  # local rows under pmap, which sums devices
     return {"loss": loss * n, "count": n}

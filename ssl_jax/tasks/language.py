@@ -38,8 +38,9 @@ def _text_data(config):
   eval_batch = min(config.batch_size, eval_count - eval_count % jax.device_count())
   if eval_batch < jax.device_count():
     raise ConfigError(f"The evaluation split has {eval_count} sequences of {T} tokens; too few.")
-  eval_ds = pipeline.global_batches(eval_count, eval_batch, eval_rows, seed=0, shuffle=False,
-                                    repeat=False)
+  # A fixed random sample of the whole split (the same for every run and seed): the first
+  # batches in file order would measure one or two files only.
+  eval_ds = pipeline.global_batches(eval_count, eval_batch, eval_rows, seed=0, repeat=False)
   eval_data = [eval_ds[i] for i in range(min(len(eval_ds), config.eval_steps))]
   return data, train_data, eval_data
 
@@ -71,7 +72,7 @@ def next_token_task(config) -> Task:
     from ssl_jax import sample
     prompt = config.get("sample_prompt", "")
     out = sample.generate(config.model, tok, params, prompt,
-                          max_new_tokens=min(200, config.model.max_len // 2),
+                          max_new_tokens=min(200, config.model.max_len - len(tok.encode(prompt))),
                           rng=jax.random.key(config.seed), temperature=0.8, top_k=40)
     print("\n--- sample ---\n" + prompt + out + "\n--------------", flush=True)
 

@@ -38,11 +38,6 @@ def mapped_axis(config):
   return PmapParallel.axis_name if config.get("parallel", "jit") == "pmap" else None
 
 
-def per_device_key(key, axis_name):
-  """Under pmap every device gets the same key; its examples need their own."""
-  return key if axis_name is None else jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-
-
 def split_variables(variables):
   """(params, model_state) of a Flax variables dict."""
   variables = dict(variables)
@@ -94,13 +89,13 @@ def image_setup(config) -> ImageSetup:
   return ImageSetup(data, d.image_size, encoder, views, train_data, eval_data)
 
 
-def two_views(key, images_BxHxWxC, specs, image_size):
+def two_views(key, images_BxHxWxC, specs, image_size, axis_name=None):
   """Both views in one batch [2B, ...], interleaved (example b -> rows 2b, 2b + 1).
 
   Interleaving keeps each device's views on that device when the batch is sharded (a
   concatenation would move half the rows), and batch norm sees all 2B views at once.
   """
-  v1, v2 = augment.augment_batch(key, images_BxHxWxC, specs, image_size)
+  v1, v2 = augment.augment_batch(key, images_BxHxWxC, specs, image_size, axis_name)
   B = v1.shape[0]
   return jnp.stack([v1, v2], 1).reshape(2 * B, *v1.shape[1:])
 
@@ -122,14 +117,14 @@ def simclr_loss(model, views, image_size: int, temperature: float, axis_name=Non
   S, T = image_size, temperature
 
   def loss_fn(params, model_state, batch, rng):
-    x = model_input(two_views(per_device_key(rng, axis_name), batch["image"], views, S))
+    x = model_input(two_views(rng, batch["image"], views, S, axis_name))
     (_, z), model_state = apply_model(model, params, model_state, x, train=True)
     loss, metrics = simclr.nt_xent(*unpair(z), T, axis_name=axis_name)
     return loss, (metrics, model_state)
 
   def eval_sums(params, model_state, batch):
-    key = per_device_key(jax.random.key(EVAL_KEY_SEED), axis_name)
-    x = model_input(two_views(key, batch["image"], views, S))
+    key = jax.random.key(EVAL_KEY_SEED)
+    x = model_input(two_views(key, batch["image"], views, S, axis_name))
     (_, z), _ = apply_model(model, params, model_state, x, train=False)
     loss_2B, correct_2B = simclr.nt_xent_terms(*unpair(z), T, axis_name=axis_name)
     return {"loss": jnp.sum(loss_2B), "correct": jnp.sum(correct_2B),
