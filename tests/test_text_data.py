@@ -98,3 +98,21 @@ def test_processes_read_disjoint_rows_of_the_same_global_batch(corpus_dir, data_
                                             process_count=2), 2) for p in range(2)]
   for i in range(2):
     np.testing.assert_array_equal(np.concatenate([parts[0][i], parts[1][i]]), whole[i])
+
+
+def test_evaluation_batches_sample_the_whole_split_whatever_the_seed(corpus_dir, data_dir):
+  """Evaluation reads a fixed random sample of validation sequences: the first batches in
+  file order would measure only the first file(s) and bias bits per byte."""
+  from conftest import tiny_lm_config
+  from ssl_jax.tasks import make_task
+  tasks = [make_task(tiny_lm_config(f"{corpus_dir}/*.py", data_dir, seed=s, eval_steps=2))
+           for s in (0, 1)]
+  np.testing.assert_array_equal(np.stack([b["tokens"] for b in tasks[0].eval_data]),
+                                np.stack([b["tokens"] for b in tasks[1].eval_data]))
+  T = 32
+  tokens = np.asarray(text.load(_cfg(corpus_dir, data_dir)).eval_tokens)
+  count = (len(tokens) - 1) // T
+  starts = {tuple(tokens[i * T:(i + 1) * T + 1]): i for i in range(count)}
+  idx = [starts[tuple(row)] for b in tasks[0].eval_data for row in np.asarray(b["tokens"])]
+  assert len(set(idx)) == len(idx) == 16
+  assert idx != sorted(idx) and max(idx) > count // 2 and min(idx) < count // 2
