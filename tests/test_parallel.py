@@ -129,3 +129,22 @@ def test_simclr_eight_devices_match_one_device(overrides, simclr_one_device, dat
   _, b, _ = load_latest(str(tmp_path))
   chex.assert_trees_all_close(a["params"], b["params"], atol=1e-5, rtol=1e-3)
   chex.assert_trees_all_close(a["model_state"], b["model_state"], atol=1e-5, rtol=1e-3)
+
+
+def test_simclr_two_processes_match_one_device(simclr_one_device, data_dir, tmp_path):
+  """Each process loads its own rows; the views, batch statistics and negatives are still
+  those of the global batch."""
+  workdir = str(tmp_path / "two_proc")
+  overrides = {"data.data_dir": data_dir, "batch_size": 16, "model.name": "vit",
+               "model.depth": 1, "model.width": 8, "model.num_heads": 2, "head.out_dim": 8,
+               "eval_steps": 1, "total_steps": SIMCLR_STEPS, "log_every": 1,
+               "eval_every": SIMCLR_STEPS, "checkpoint_every": SIMCLR_STEPS}
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  cmd = ["bash", "launch/local.sh", "2", "--", os.path.join(REPO, ".venv/bin/python"), "-m",
+         "ssl_jax.main", "--config", "configs/simclr_digits.py", "--workdir", workdir,
+         *[f"--config.{k}={v}" for k, v in overrides.items()]]
+  out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-4000:]
+  np.testing.assert_allclose(_losses(workdir), _losses(simclr_one_device), rtol=2e-4)
+  np.testing.assert_allclose(_losses(workdir, "eval"), _losses(simclr_one_device, "eval"),
+                             rtol=2e-4)

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from ssl_jax.data import image_builders
+from ssl_jax.data import image_builders, pipeline
 from ssl_jax.errors import DataError
 
 DIGITS = "digits"
@@ -78,7 +78,14 @@ class ImageData:
 
 
 def load(cfg) -> ImageData:
-  """Opens (building local datasets if needed) the three splits that config.data names."""
+  """Opens (building local datasets if needed) the three splits that config.data names.
+
+  With several processes, process 0 builds first; the others then read.
+  """
+  return pipeline.process_0_first(lambda: _load(cfg), "images")
+
+
+def _load(cfg) -> ImageData:
   train, num_classes = open_split(cfg, cfg.train_split)
   evals, _ = open_split(cfg, cfg.eval_split)
   probe = train if cfg.probe_split == cfg.train_split else open_split(cfg, cfg.probe_split)[0]

@@ -32,6 +32,17 @@ def global_batches(num_examples: int, global_batch: int, load_rows: Callable, *,
   return ds.map(lambda idx_B: load_rows(np.asarray(idx_B)[p * local:(p + 1) * local]))
 
 
+def process_0_first(prepare: Callable, tag: str):
+  """prepare() on process 0, then on the others once it is done: datasets and caches are
+  built once, never by two processes writing the same files at the same time."""
+  if jax.process_count() == 1:
+    return prepare()
+  from jax.experimental import multihost_utils
+  result = prepare() if jax.process_index() == 0 else None
+  multihost_utils.sync_global_devices(f"ssl_jax_prepared_{tag}")
+  return result if jax.process_index() == 0 else prepare()
+
+
 def to_iterator(ds, prefetch: int = 2):
   """A checkpointable iterator (get_state/set_state) with background prefetching."""
   options = grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch)

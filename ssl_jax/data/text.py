@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
-from ssl_jax.data import tokenizers
+from ssl_jax.data import pipeline, tokenizers
 from ssl_jax.data.text_builder import LocalText
 from ssl_jax.errors import DataError
 
@@ -79,13 +79,7 @@ def load(cfg) -> TextData:
 
   With several processes, process 0 prepares and caches first; the others then read.
   """
-  import jax
-  if jax.process_count() == 1:
-    return _load(cfg)
-  from jax.experimental import multihost_utils
-  data = _load(cfg) if jax.process_index() == 0 else None
-  multihost_utils.sync_global_devices("ssl_jax_text_prepared")
-  return data if data is not None else _load(cfg)
+  return pipeline.process_0_first(lambda: _load(cfg), "text")
 
 
 def _load(cfg) -> TextData:
