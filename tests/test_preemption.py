@@ -19,11 +19,12 @@ from ssl_jax.checkpoint import load_latest
 STEPS = 120
 
 
-def _flags(corpus_dir, data_dir, workdir):
+def _flags(corpus_dir, data_dir, workdir, checkpoint_every=10):
   return ["--config", "configs/gpt_tiny.py", "--workdir", workdir,
           f"--config.data.source={corpus_dir}/*.py", f"--config.data.data_dir={data_dir}",
           *TINY_CLI_FLAGS, f"--config.total_steps={STEPS}", "--config.log_every=1",
-          "--config.checkpoint_every=10", "--config.eval_every=40", "--config.keep_checkpoints=20"]
+          f"--config.checkpoint_every={checkpoint_every}", "--config.eval_every=40",
+          "--config.keep_checkpoints=20"]
 
 
 def _rows(workdir):
@@ -51,11 +52,10 @@ def _assert_same_as_straight(workdir, straight):
     assert got[key] == row, key
 
 
-def _start(corpus_dir, data_dir, workdir):
+def _start(flags):
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)
-  return subprocess.Popen([sys.executable, "-m", "ssl_jax.main",
-                           *_flags(corpus_dir, data_dir, workdir)], cwd=REPO, env=env,
+  return subprocess.Popen([sys.executable, "-m", "ssl_jax.main", *flags], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -75,22 +75,25 @@ def _logged_steps(workdir):
 def test_sigterm_checkpoints_exits_75_and_resumes_exactly(straight, corpus_dir, data_dir,
                                                           tmp_path):
   workdir = str(tmp_path / "run")
-  proc = _start(corpus_dir, data_dir, workdir)
-  _wait_for(lambda: _logged_steps(workdir) >= 13, proc)  # past the step-10 checkpoint
+  # No periodic checkpoint before the end: the one found must be the preemption's own.
+  flags = _flags(corpus_dir, data_dir, workdir, checkpoint_every=1000)
+  proc = _start(flags)
+  _wait_for(lambda: _logged_steps(workdir) >= 13, proc)
   proc.send_signal(signal.SIGTERM)
   out, err = proc.communicate(timeout=120)
   assert proc.returncode == 75, err[-3000:]
-  assert "Preempted by signal" in out
   stopped = load_latest(workdir)[0]
-  assert 13 <= stopped < STEPS and stopped % 10 != 0  # a checkpoint at the stopping step
-  again = run_cli("ssl_jax.main", *_flags(corpus_dir, data_dir, workdir))
+  assert 13 <= stopped < STEPS
+  assert f"Preempted by signal {int(signal.SIGTERM)}: checkpoint at step {stopped}" in out
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(stopped)]
+  again = run_cli("ssl_jax.main", *flags)
   assert again.returncode == 0 and f"Resumed from the checkpoint at step {stopped}" in again.stdout
   _assert_same_as_straight(workdir, straight)
 
 
 def test_kill_9_after_a_checkpoint_resumes_exactly(straight, corpus_dir, data_dir, tmp_path):
   workdir = str(tmp_path / "run")
-  proc = _start(corpus_dir, data_dir, workdir)
+  proc = _start(_flags(corpus_dir, data_dir, workdir))
   ckpt = os.path.join(workdir, "checkpoints", "20")
   _wait_for(lambda: os.path.exists(ckpt) and _logged_steps(workdir) >= 24, proc)
   proc.kill()
