@@ -44,7 +44,7 @@ def parse_flags(argv):
 
 
 def _misplaced_hint(argv, name) -> str:
-  """'; it is optim.warmup_steps' when an override names a field at the wrong level."""
+  """'; did you mean --config.optim.warmup_steps?' for a field named at the wrong level."""
   import importlib.util
   path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
   if path is None and "--config" in argv[:-1]:
@@ -59,8 +59,9 @@ def _misplaced_hint(argv, name) -> str:
 
   def fields(node, prefix=""):
     for key, value in node.items():
-      yield from fields(value, f"{prefix}{key}.") if hasattr(value, "items") else ()
       yield f"{prefix}{key}"
+      if hasattr(value, "items"):
+        yield from fields(value, f"{prefix}{key}.")
   matches = [f for f in fields(config) if f.rsplit(".", 1)[-1] == name]
   return f"; did you mean --config.{matches[0]}?" if matches else ""
 
