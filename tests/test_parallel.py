@@ -92,16 +92,17 @@ def test_checkpoint_from_8_devices_restores_on_2(corpus_dir, data_dir, tmp_path)
 
 
 SIMCLR_STEPS = 4
+# A one-block ViT compiles in seconds; its projection head still has batch norm, so the
+# cross-device batch statistics and the gathered negatives are both exercised.
+SIMCLR_TINY = {"batch_size": 16, "model.name": "vit", "model.depth": 1, "model.width": 8,
+               "model.num_heads": 2, "head.out_dim": 8, "eval_steps": 1,
+               "total_steps": SIMCLR_STEPS, "log_every": 1, "eval_every": SIMCLR_STEPS,
+               "checkpoint_every": SIMCLR_STEPS}
 
 
 def _simclr_config(data_dir, **overrides):
   from test_simclr import tiny_simclr_config
-  # A one-block ViT compiles in seconds; its projection head still has batch norm, so the
-  # cross-device batch statistics and the gathered negatives are both exercised.
-  return tiny_simclr_config(data_dir, **{
-      "model.name": "vit", "model.depth": 1, "model.width": 8, "model.num_heads": 2,
-      "total_steps": SIMCLR_STEPS, "log_every": 1, "eval_every": SIMCLR_STEPS,
-      "checkpoint_every": SIMCLR_STEPS, **overrides})
+  return tiny_simclr_config(data_dir, **{**SIMCLR_TINY, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -135,10 +136,7 @@ def test_simclr_two_processes_match_one_device(simclr_one_device, data_dir, tmp_
   """Each process loads its own rows; the views, batch statistics and negatives are still
   those of the global batch."""
   workdir = str(tmp_path / "two_proc")
-  overrides = {"data.data_dir": data_dir, "batch_size": 16, "model.name": "vit",
-               "model.depth": 1, "model.width": 8, "model.num_heads": 2, "head.out_dim": 8,
-               "eval_steps": 1, "total_steps": SIMCLR_STEPS, "log_every": 1,
-               "eval_every": SIMCLR_STEPS, "checkpoint_every": SIMCLR_STEPS}
+  overrides = {"data.data_dir": data_dir, **SIMCLR_TINY}
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
   cmd = ["bash", "launch/local.sh", "2", "--", os.path.join(REPO, ".venv/bin/python"), "-m",
          "ssl_jax.main", "--config", "configs/simclr_digits.py", "--workdir", workdir,
