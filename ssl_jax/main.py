@@ -9,7 +9,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from ssl_jax import enable_compilation_cache
+from ssl_jax import enable_compilation_cache, hugepages
 from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, EXIT_DIVERGED, ConfigError, DataError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file (get_config()).",
@@ -123,6 +123,7 @@ def main(argv):
 
 
 def run():
+  hugepages.reexec_if_wanted()
   app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)
 
 

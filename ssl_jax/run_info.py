@@ -38,6 +38,7 @@ def collect(config, overrides: dict) -> dict:
       "versions": versions,
       "python": platform.python_version(),
       "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+      "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", ""),  # see hugepages.py
       "device_kind": jax.devices()[0].device_kind,
       "platform": jax.devices()[0].platform,
       "device_count": jax.device_count(),

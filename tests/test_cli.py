@@ -5,6 +5,7 @@ import os
 import pytest
 
 from conftest import TINY_CLI_FLAGS, run_cli
+from ssl_jax import hugepages
 
 
 def _main(workdir, *flags, source, data_dir, env=None):
@@ -56,6 +57,9 @@ def test_train_resume_and_sample(corpus_dir, data_dir, tmp_path):
   info = json.load(open(os.path.join(workdir, "run.json")))
   assert info["overrides"]["total_steps"] == 12 and info["process_count"] == 1
   assert info["versions"]["jax"] and "git_commit" in info
+  clean_env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+  if hugepages.wanted(clean_env):  # the entry point re-executed itself with the tunable
+    assert hugepages.TUNABLE in info["GLIBC_TUNABLES"].split(":")
 
   again = _main(workdir, source=f"{corpus_dir}/*.py", data_dir=data_dir)
   assert again.returncode == 0 and "nothing to do" in again.stdout
@@ -82,3 +86,20 @@ def test_train_resume_and_sample(corpus_dir, data_dir, tmp_path):
 def test_sample_without_checkpoint_exits_2(tmp_path):
   out = run_cli("ssl_jax.sample", "--workdir", str(tmp_path), "--prompt", "a")
   assert out.returncode == 2 and "No checkpoints" in out.stderr
+
+
+def test_hugepages_reexec_once_keeping_other_tunables():
+  import subprocess
+  import sys
+  assert not hugepages.wanted({"SSL_JAX_HUGEPAGES": "0"})
+  assert not hugepages.wanted({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})
+  env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.arena_max=2")
+  code = ("import os; from ssl_jax import hugepages; hugepages.reexec_if_wanted(); "
+          "print(os.environ['GLIBC_TUNABLES'])")
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=60)
+  assert out.returncode == 0, out.stderr
+  expected = "glibc.malloc.arena_max=2"
+  if hugepages.wanted({k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}):
+    expected += ":glibc.malloc.hugetlb=1"
+  assert out.stdout == expected + "\n"  # one line: the re-executed process did not exec again

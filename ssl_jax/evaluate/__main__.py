@@ -9,7 +9,7 @@ import sys
 
 from absl import app, flags
 
-from ssl_jax import enable_compilation_cache, evaluate
+from ssl_jax import enable_compilation_cache, evaluate, hugepages
 from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, ConfigError, DataError
 
 _DEFAULTS = evaluate.Options()
@@ -80,4 +80,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  hugepages.reexec_if_wanted()
   app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)
