@@ -72,7 +72,8 @@ class Worker:
 
   def window(self):
     r = self._ask(f"run {self.steps}")
-    self.windows.append((r["wall"] / self.steps, r["cpu"] / self.steps))
+    self.windows.append((r["wall"] / self.steps, r["cpu"] / self.steps,
+                         r["faults"] / self.steps))
 
   def finish(self):
     if self.error is None:
@@ -86,7 +87,7 @@ class Worker:
 
   def rate(self):
     """Median units per second over the windows."""
-    return self.info["units_per_step"] / statistics.median(w for w, _ in self.windows)
+    return self.info["units_per_step"] / statistics.median(w[0] for w in self.windows)
 
 
 def measure(workers, rounds, target_s):
@@ -118,7 +119,9 @@ def row_of(w, peak_flops=None):
   if unit != "flops" and peak_flops:
     row["mfu"] = round(rate / w.info["units_per_step"] * w.info["flops_per_step"] / peak_flops, 3)
   row["peak_mem_mb"] = w.info.get("peak_mem_mb")
-  row["cpu_s_per_step"] = round(statistics.median(c for _, c in w.windows), 3)
+  row["cpu_s_per_step"] = round(statistics.median(c for _, c, _ in w.windows), 3)
+  # Page faults are the tell of memory mapped afresh each step (ssl_jax/hugepages.py).
+  row["faults_per_step"] = round(statistics.median(f for _, _, f in w.windows))
   row["windows"] = len(w.windows)
   row.update(w.info.get("extra", {}))
   return row
@@ -234,7 +237,7 @@ def scaling_section(args, emit, state):
 
 def fmt_table(rows):
   cols = ["name", "impl", "shape", "tokens_per_s", "images_per_s", "gflops_per_s", "mfu",
-          "x_training", "peak_mem_mb", "xla_mem_mb", "cpu_s_per_step", "error"]
+          "x_training", "peak_mem_mb", "xla_mem_mb", "cpu_s_per_step", "faults_per_step", "error"]
   cols = [c for c in cols if any(c in r and r[c] is not None for r in rows)]
   lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
   for r in rows:

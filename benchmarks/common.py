@@ -77,12 +77,14 @@ def peak_rss_mb() -> float:
 
 
 class Window:
-  """Wall and process CPU seconds of a block of work."""
+  """Wall and process CPU seconds, and minor page faults, of a block of work."""
 
   def __enter__(self):
     self.wall0, self.cpu0 = time.perf_counter(), sum(os.times()[:2])
+    self.faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     return self
 
   def __exit__(self, *exc):
     self.wall = time.perf_counter() - self.wall0
     self.cpu = sum(os.times()[:2]) - self.cpu0
+    self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self.faults0

@@ -27,6 +27,7 @@ def test_scaling_rows_are_json_with_the_documented_fields():
     assert r["impl"] == "ssl_jax" and r["shape"]
     assert r["tokens_per_s"] > 0 and r["peak_mem_mb"] is not None
     assert 0 < r["mfu"] < 2  # a toy model vs a toy matmul: only the plumbing is checked
+    assert isinstance(r["faults_per_step"], int) and r["faults_per_step"] >= 0
 
 
 def test_a_row_that_cannot_start_becomes_an_error_row():
