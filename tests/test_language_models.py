@@ -98,3 +98,24 @@ def test_remat_and_bfloat16_keep_the_function():
   assert jax.tree.leaves(bf16.init(jax.random.key(1), tokens))[0].dtype == jnp.float32
   np.testing.assert_allclose(bf16.apply({"params": params}, tokens),
                              base.apply({"params": params}, tokens), atol=0.1)
+
+
+def test_narrowing_dense_matches_nn_dense_in_value_and_gradients():
+  """The MLP output projection's CPU product (ssl_jax/models/narrowing.py) is nn.Dense."""
+  import flax.linen as nn
+  from ssl_jax.models import narrowing
+  assert narrowing.dot_general() is not None  # the tests run on CPU, where it applies
+  x = jax.random.normal(jax.random.key(0), (3, 5, 24))
+  g = jax.random.normal(jax.random.key(1), (3, 5, 8))
+  plain, custom = nn.Dense(8), nn.Dense(8, dot_general=narrowing.dot_general())
+  params = plain.init(jax.random.key(2), x)
+
+  def value_and_grads(layer):
+    loss = lambda p, x: jnp.sum(layer.apply(p, x) * g)
+    return loss(params, x), jax.grad(loss, argnums=(0, 1))(params, x)
+
+  (v0, grads0), (v1, grads1) = value_and_grads(plain), value_and_grads(custom)
+  np.testing.assert_allclose(v1, v0, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(grads1), jax.tree.leaves(grads0)):
+    assert a.shape == b.shape and float(jnp.max(jnp.abs(b))) > 0
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ssl_jax.models import narrowing
+
 _init = nn.initializers.normal(0.02)
 _NEG = -1e30  # masked logit; finite so that fully masked rows stay NaN-free
 _QUERY_BLOCK = 64  # causal blocking: rows per query block on the XLA path
@@ -143,7 +145,8 @@ class Block(nn.Module):
     h = nn.LayerNorm(dtype=self.dtype, name="ln_mlp")(x_BxTxD)
     h = nn.Dense(self.mlp_ratio * D, dtype=self.dtype, kernel_init=_init, name="mlp_in")(h)
     h = nn.gelu(h)
-    h = nn.Dense(D, dtype=self.dtype, kernel_init=out_init, name="mlp_out")(h)
+    h = nn.Dense(D, dtype=self.dtype, kernel_init=out_init, name="mlp_out",
+                 dot_general=narrowing.dot_general())(h)
     return x_BxTxD + drop(h)
 
 

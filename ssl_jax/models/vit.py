@@ -6,6 +6,8 @@ patch tokens as the image representation. No batch norm: model_state stays empty
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ssl_jax.models import narrowing
+
 
 class MlpBlock(nn.Module):
   hidden: int
@@ -15,7 +17,7 @@ class MlpBlock(nn.Module):
   def __call__(self, x_BxNxD):
     D = x_BxNxD.shape[-1]
     y = nn.gelu(nn.Dense(self.hidden, dtype=self.dtype)(x_BxNxD))
-    return nn.Dense(D, dtype=self.dtype)(y)
+    return nn.Dense(D, dtype=self.dtype, dot_general=narrowing.dot_general())(y)
 
 
 class EncoderBlock(nn.Module):
