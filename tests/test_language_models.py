@@ -100,18 +100,26 @@ def test_remat_and_bfloat16_keep_the_function():
                              base.apply({"params": params}, tokens), atol=0.1)
 
 
-def test_narrowing_dense_matches_nn_dense_in_value_and_gradients():
-  """The MLP output projection's CPU product (ssl_jax/models/narrowing.py) is nn.Dense."""
-  import flax.linen as nn
-  from ssl_jax.models import narrowing
-  assert narrowing.dot_general() is not None  # the tests run on CPU, where it applies
-  x = jax.random.normal(jax.random.key(0), (3, 5, 24))
-  g = jax.random.normal(jax.random.key(1), (3, 5, 8))
-  plain, custom = nn.Dense(8), nn.Dense(8, dot_general=narrowing.dot_general())
-  params = plain.init(jax.random.key(2), x)
 
-  def value_and_grads(layer):
-    loss = lambda p, x: jnp.sum(layer.apply(p, x) * g)
+@pytest.mark.parametrize("layer, in_shape", [
+    ("narrowing", (3, 5, 24)), ("widening", (3, 5, 24)), ("qkv", (3, 5, 24)),
+    ("heads_in", (3, 5, 2, 4))])
+def test_cpu_matmul_matches_xla_dense_in_value_and_gradients(layer, in_shape):
+  """ssl_jax/models/cpu_matmul.py's hand-written backward pass is nn.Dense's."""
+  import flax.linen as nn
+  from ssl_jax.models import cpu_matmul
+  dot = cpu_matmul.dot_general()
+  assert dot is not None  # the tests run on CPU, where it applies
+  make = {"narrowing": lambda **kw: nn.Dense(8, **kw), "widening": lambda **kw: nn.Dense(40, **kw),
+          "qkv": lambda **kw: nn.DenseGeneral((3, 2, 4), **kw),
+          "heads_in": lambda **kw: nn.DenseGeneral(6, axis=(-2, -1), **kw)}[layer]
+  plain, custom = make(), make(dot_general=dot)
+  x = jax.random.normal(jax.random.key(0), in_shape)
+  params = plain.init(jax.random.key(2), x)
+  g = jax.random.normal(jax.random.key(1), plain.apply(params, x).shape)
+
+  def value_and_grads(module):
+    loss = lambda p, x: jnp.sum(module.apply(p, x) * g)
     return loss(params, x), jax.grad(loss, argnums=(0, 1))(params, x)
 
   (v0, grads0), (v1, grads1) = value_and_grads(plain), value_and_grads(custom)

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ssl_jax.models import narrowing
+from ssl_jax.models import cpu_matmul
 
 _init = nn.initializers.normal(0.02)
 _NEG = -1e30  # masked logit; finite so that fully masked rows stay NaN-free
@@ -97,7 +97,8 @@ class Attention(nn.Module):
     B, T, D = x_BxTxD.shape
     H = self.num_heads
     # One fused projection for q, k and v.
-    qkv = nn.DenseGeneral((3, H, D // H), dtype=self.dtype, kernel_init=_init, name="qkv")(x_BxTxD)
+    qkv = nn.DenseGeneral((3, H, D // H), dtype=self.dtype, kernel_init=_init, name="qkv",
+                          dot_general=cpu_matmul.dot_general())(x_BxTxD)
     q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     if self.rope:
       q_BxTxHxK, k_BxTxHxK = rotary(q_BxTxHxK, positions_T), rotary(k_BxTxHxK, positions_T)
@@ -119,7 +120,7 @@ class Attention(nn.Module):
       mask = pad_mask_BxT[:, None, None, :]
     out_BxTxHxK = attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, causal=causal, mask=mask)
     return nn.DenseGeneral(D, axis=(-2, -1), dtype=self.dtype, kernel_init=self.out_init,
-                           name="out")(out_BxTxHxK)
+                           name="out")(out_BxTxHxK)  # not cpu_matmul: its input is a transpose
 
 
 class Block(nn.Module):
@@ -143,10 +144,11 @@ class Block(nn.Module):
                   name="attn")(h, positions_T, pad_mask_BxT)
     x_BxTxD = x_BxTxD + drop(h)
     h = nn.LayerNorm(dtype=self.dtype, name="ln_mlp")(x_BxTxD)
-    h = nn.Dense(self.mlp_ratio * D, dtype=self.dtype, kernel_init=_init, name="mlp_in")(h)
+    h = nn.Dense(self.mlp_ratio * D, dtype=self.dtype, kernel_init=_init, name="mlp_in",
+                 dot_general=cpu_matmul.dot_general())(h)
     h = nn.gelu(h)
     h = nn.Dense(D, dtype=self.dtype, kernel_init=out_init, name="mlp_out",
-                 dot_general=narrowing.dot_general())(h)
+                 dot_general=cpu_matmul.dot_general())(h)
     return x_BxTxD + drop(h)
 
 

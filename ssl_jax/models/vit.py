@@ -3,10 +3,12 @@
 Pre-norm blocks, learned position embeddings, and either a class token or the mean of the
 patch tokens as the image representation. No batch norm: model_state stays empty.
 """
+import functools
+
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ssl_jax.models import narrowing
+from ssl_jax.models import cpu_matmul
 
 
 class MlpBlock(nn.Module):
@@ -16,8 +18,9 @@ class MlpBlock(nn.Module):
   @nn.compact
   def __call__(self, x_BxNxD):
     D = x_BxNxD.shape[-1]
-    y = nn.gelu(nn.Dense(self.hidden, dtype=self.dtype)(x_BxNxD))
-    return nn.Dense(D, dtype=self.dtype, dot_general=narrowing.dot_general())(y)
+    dense = functools.partial(nn.Dense, dtype=self.dtype, dot_general=cpu_matmul.dot_general())
+    y = nn.gelu(dense(self.hidden)(x_BxNxD))
+    return dense(D)(y)
 
 
 class EncoderBlock(nn.Module):
