@@ -6,7 +6,8 @@ generation costs one token's work per step.
 
 Attention picks its kernel by platform (benchmarks/NOTES.md has the measurements):
 cuDNN's fused kernel on GPU in bf16/fp16; elsewhere plain XLA, head-major, and for long
-causal sequences split into query blocks that skip the keys above the diagonal.
+causal sequences split into query blocks that skip the keys above the diagonal. On CPU,
+the dense layers other than the attention output use cpu_matmul's hand-written backward.
 """
 import flax.linen as nn
 import jax
