@@ -1,11 +1,14 @@
-"""GPT and LSTM language models: causality, initial loss, key/value-cache decoding."""
+"""GPT and LSTM language models: causality, initial loss, key/value-cache decoding, and
+the CPU product behind the transformer's dense layers."""
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl.testing import parameterized
 
+from ssl_jax.models import cpu_matmul
 from ssl_jax.models.gpt import GPT
 from ssl_jax.models.lstm import LSTMLanguageModel
 from ssl_jax.objectives import next_token
@@ -100,14 +103,11 @@ def test_remat_and_bfloat16_keep_the_function():
                              base.apply({"params": params}, tokens), atol=0.1)
 
 
-
 @pytest.mark.parametrize("layer, in_shape", [
     ("narrowing", (3, 5, 24)), ("widening", (3, 5, 24)), ("qkv", (3, 5, 24)),
     ("heads_in", (3, 5, 2, 4))])
 def test_cpu_matmul_matches_xla_dense_in_value_and_gradients(layer, in_shape):
   """ssl_jax/models/cpu_matmul.py's hand-written backward pass is nn.Dense's."""
-  import flax.linen as nn
-  from ssl_jax.models import cpu_matmul
   dot = cpu_matmul.dot_general()
   assert dot is not None  # the tests run on CPU, where it applies
   make = {"narrowing": lambda **kw: nn.Dense(8, **kw), "widening": lambda **kw: nn.Dense(40, **kw),
