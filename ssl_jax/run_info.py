@@ -5,6 +5,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 
 import jax
 
@@ -49,9 +50,41 @@ def collect(config, overrides: dict) -> dict:
 
 
 def write(path: str, info: dict):
-  with open(path + ".tmp", "w") as f:
-    json.dump(info, f, indent=2, sort_keys=True, default=str)
-  os.replace(path + ".tmp", path)
+  """Atomically: a reader sees the old file or the new one, never a part (unique temp name)."""
+  fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+                             dir=os.path.dirname(path))
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(info, f, indent=2, sort_keys=True, default=str)
+      f.flush()
+      os.fsync(f.fileno())  # so a crash soon after cannot leave an empty run.json
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+class Unreadable(ValueError):
+  """run.json exists but does not hold a recorded config."""
+
+
+def read(path: str) -> dict:
+  """The recorded run info; Unreadable (saying what is wrong) if the file is damaged."""
+  with open(path, "rb") as f:
+    data = f.read()
+  if not data.strip():
+    raise Unreadable("it is empty")
+  try:
+    info = json.loads(data)
+  except UnicodeDecodeError:
+    raise Unreadable("it is not text") from None
+  except json.JSONDecodeError as e:
+    raise Unreadable(f"it is not valid JSON ({e})") from None
+  if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+    raise Unreadable("it holds no recorded config")
+  return info
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

@@ -16,17 +16,13 @@ from absl import flags
 
 from ssl_jax import main as entry
 from ssl_jax.errors import EXIT_CONFIG, EXIT_OK, ConfigError
+from ssl_jax.metrics import read_metrics
 
 _SEEDS = flags.DEFINE_string("seeds", "0,1,2", "Comma-separated seeds.")
 _CHECK = flags.DEFINE_bool("check_determinism", False, "Train twice and compare bit for bit.")
 
 # Metrics that measure the machine, not the run: excluded from comparisons.
 _TIMING = ("_per_s",)
-
-
-def read_metrics(workdir: str) -> list[dict]:
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
 
 
 def final_metrics(rows: list[dict]) -> dict:

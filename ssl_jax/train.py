@@ -13,13 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from ssl_jax import optim, parallel, run_info
+from ssl_jax import optim, parallel
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.data import pipeline
 from ssl_jax.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
 from ssl_jax.metrics import MetricWriter
 from ssl_jax.step import TrainState, make_train_step
 from ssl_jax.tasks import make_task
+from ssl_jax.workdir import claim as claim_workdir
 
 
 class Diverged(RuntimeError):
@@ -72,31 +73,6 @@ class PreemptionWatcher:
       signal.signal(sig, handler)
 
 
-def check_workdir_config(workdir, config, overrides, allow_change: bool, log):
-  """Writes run.json on the first start; later starts must have the same config."""
-  path = os.path.join(workdir, "run.json")
-  if not os.path.exists(path):
-    if jax.process_index() == 0:
-      os.makedirs(workdir, exist_ok=True)
-      run_info.write(path, run_info.collect(config, overrides))
-    return
-  with open(path) as f:
-    recorded = json.load(f)
-  diff = run_info.config_diff(recorded["config"], config.to_dict())
-  if not diff:
-    return
-  if not allow_change:
-    raise ConfigError(
-        f"The config differs from the one recorded in {path}:\n" + "\n".join(diff) +
-        "\nUse a new --workdir, or pass --allow_config_change to resume with the new config.")
-  log("Resuming with a changed config (--allow_config_change):\n" + "\n".join(diff))
-  if jax.process_index() == 0:
-    info = run_info.collect(config, overrides)
-    info["config_changes"] = recorded.get("config_changes", []) + [
-        {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "diff": diff}]
-    run_info.write(path, info)
-
-
 def evaluate(task, par, eval_step, state) -> dict:
   total = None
   for local in task.eval_data:
@@ -123,7 +99,7 @@ def train(config, workdir: str, overrides: dict | None = None,
 
   key = jax.random.key(config.seed)
   par.setup(jax.eval_shape(init_state, key))
-  check_workdir_config(workdir, config, overrides or {}, allow_config_change, log)
+  claim_workdir(workdir, config, overrides or {}, allow_config_change, log)  # lock, run.json
 
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
   data_iter = pipeline.to_iterator(task.train_data)
@@ -143,7 +119,7 @@ def train(config, workdir: str, overrides: dict | None = None,
                                         config.skip_nonfinite))
   eval_step = par.eval(task.eval_sums)
   metadata = {"config": json.loads(config.to_json_best_effort()), **task.metadata}
-  writer = MetricWriter(workdir, enabled=is_main)
+  writer = MetricWriter(workdir, enabled=is_main, repair=True)  # we hold the workdir lock
   watcher = PreemptionWatcher()
   unit_name, units_per_step = task.unit
   bar = tqdm(total=config.total_steps, initial=start, disable=not is_main, unit="step",
