@@ -1,6 +1,7 @@
 """Entry point: python -m ssl_jax.main --config configs/NAME.py --workdir DIR [--config.F=V ...]
 
-Exit codes: 0 done, 2 bad config or usage, 3 data problem, 4 diverged (NaN/Inf),
+Exit codes: 0 done, 2 bad config or usage (also a batch too large for device memory),
+3 data problem, 4 diverged (NaN/Inf), 74 the workdir's disk is full or read-only,
 75 preempted after a checkpoint.
 """
 import os
@@ -9,8 +10,9 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from ssl_jax import enable_compilation_cache, hugepages
-from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, EXIT_DIVERGED, ConfigError, DataError
+from ssl_jax import config_check, enable_compilation_cache, failures, hugepages
+from ssl_jax.errors import (EXIT_CONFIG, EXIT_DATA, EXIT_DIVERGED, EXIT_STORAGE, ConfigError,
+                            DataError)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file (get_config()).",
                                           lock_config=True)
@@ -26,6 +28,11 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
 def parse_flags(argv):
   """absl parsing, but usage errors exit 2 with one clear paragraph instead of 1."""
+  spec = config_check.config_spec(argv)
+  problem = spec and config_check.config_file_error(spec)
+  if problem:  # a broken config file: name it and its error, without a traceback
+    print(f"error: {problem}", file=sys.stderr)
+    sys.exit(EXIT_CONFIG)
   try:
     return flags.FLAGS(argv)
   except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
@@ -46,9 +53,7 @@ def parse_flags(argv):
 def _misplaced_hint(argv, name) -> str:
   """'; did you mean --config.optim.warmup_steps?' for a field named at the wrong level."""
   import importlib.util
-  path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-  if path is None and "--config" in argv[:-1]:
-    path = argv[argv.index("--config") + 1]
+  path = config_check.config_spec(argv)
   try:
     spec = importlib.util.spec_from_file_location("_cfg", path.split(":")[0])
     module = importlib.util.module_from_spec(spec)
@@ -72,6 +77,9 @@ def init_distributed():
   if _COORDINATOR.value:
     if _NUM_PROCESSES.value is None or _PROCESS_ID.value is None:
       raise ConfigError("--coordinator_address needs --num_processes and --process_id.")
+    if not 0 <= _PROCESS_ID.value < _NUM_PROCESSES.value:
+      raise ConfigError(f"--process_id must be in [0, --num_processes={_NUM_PROCESSES.value}); "
+                        f"got {_PROCESS_ID.value}.")
     jax.distributed.initialize(_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
   elif (os.environ.get("SSL_JAX_DISTRIBUTED") == "1" or int(os.environ.get("SLURM_NTASKS", "1")) > 1
@@ -102,9 +110,20 @@ def run_command(argv, command) -> int:
     print(f"error: could not load --config: {e}", file=sys.stderr)
     return EXIT_CONFIG
   overrides = dict(config_flags.get_override_values(flags.FLAGS["config"]))
+  workdir = os.path.abspath(_WORKDIR.value)
   try:
+    # Everything that needs neither JAX nor data, before either is touched.
+    config_check.resolve_paths(config)
+    config_check.check(config)
+    try:
+      config_check.check_workdir(workdir)
+    except ConfigError as e:  # a usage problem, not the config's
+      print(f"error: {e}", file=sys.stderr)
+      return EXIT_CONFIG
+    failures.quiet_storage_noise()
     init_distributed()
-    return command(config, os.path.abspath(_WORKDIR.value), overrides)
+    train.validate(config)  # needs the device count
+    return command(config, workdir, overrides)
   except ConfigError as e:
     print(f"error: bad config: {e}", file=sys.stderr)
     return EXIT_CONFIG
@@ -114,6 +133,17 @@ def run_command(argv, command) -> int:
   except train.Diverged as e:
     print(f"error: training diverged: {e}", file=sys.stderr)
     return EXIT_DIVERGED
+  except Exception as e:  # the two failures below come from libraries, wrapped in theirs
+    if failures.storage_failure(e):
+      print(f"error: storage: {failures.storage_message(e, workdir)}", file=sys.stderr)
+      return EXIT_STORAGE
+    oom = failures.out_of_memory(e)
+    if oom is None:
+      raise
+    print(f"error: batch_size={config.batch_size} does not fit in memory on "
+          f"{failures.device_name()}; lower batch_size or raise grad_accum (now "
+          f"{config.grad_accum}). XLA said: {failures.xla_detail(oom)}", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 def main(argv):

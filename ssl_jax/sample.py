@@ -58,6 +58,7 @@ def generate(model_cfg, tokenizer, params, prompt: str, max_new_tokens: int, rng
     raise ConfigError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the "
                       f"model's context of {model_cfg.max_len} tokens.")
   ids = ids[-room:]
+  top_k = 0 if top_k >= tokenizer.vocab_size else top_k  # k of all tokens is all of them
   tokens_N = _generate(model, params, jnp.asarray([ids], jnp.int32), rng, max_new_tokens,
                        float(temperature), int(top_k))
   tokens = np.asarray(tokens_N)
@@ -76,9 +77,42 @@ def load_for_sampling(workdir: str):
   return model_cfg, tokenizers.from_spec(metadata["tokenizer"]), state["params"]
 
 
+USAGE = ("Usage: python -m ssl_jax.sample --workdir DIR --prompt TEXT --max_new_tokens N "
+         "[--temperature T] [--top_k K] [--seed S]")
+
+
+def parse_flags(argv):
+  """absl parsing, but a bad flag exits 2 with one paragraph instead of 1."""
+  from absl import flags
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {e}\n{USAGE}", file=sys.stderr)
+    sys.exit(EXIT_CONFIG)
+
+
+def usage_error(f, argv) -> str | None:
+  """What is wrong with the command line, checked before the checkpoint is read."""
+  if len(argv) > 1:
+    return f"unexpected arguments {argv[1:]}"
+  if not f.workdir:
+    return "--workdir is required."
+  if f.max_new_tokens < 1:
+    return f"--max_new_tokens must be at least 1; got {f.max_new_tokens}."
+  if f.temperature < 0:
+    return f"--temperature must be 0 (greedy) or positive; got {f.temperature}."
+  if f.top_k < 0:
+    return f"--top_k must be 0 (all tokens) or positive; got {f.top_k}."
+  return None
+
+
 def main(argv):
   from absl import flags, logging
   f = flags.FLAGS
+  problem = usage_error(f, argv)
+  if problem:
+    print(f"error: {problem}\n{USAGE}", file=sys.stderr)
+    return EXIT_CONFIG
   logging.set_verbosity(logging.WARNING)
   try:
     model_cfg, tok, params = load_for_sampling(f.workdir)
@@ -93,10 +127,10 @@ def main(argv):
 
 if __name__ == "__main__":
   from absl import app, flags
-  flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.", required=True)
+  flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
   flags.DEFINE_string("prompt", "", "Text to continue.")
   flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate.")
   flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 is greedy.")
   flags.DEFINE_integer("top_k", 40, "Sample among the k most likely tokens; 0 for all.")
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
-  app.run(lambda argv: sys.exit(main(argv)))
+  app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)

@@ -100,8 +100,23 @@ def params_difference(dir_a: str, dir_b: str) -> str | None:
   return None
 
 
+def parse_seeds(text: str) -> list[int]:
+  """'0,1,2' -> [0, 1, 2]; ConfigError for anything else."""
+  parts = [s.strip() for s in text.split(",") if s.strip()]
+  try:
+    seeds = [int(s) for s in parts]
+  except ValueError:
+    raise ConfigError(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {text!r}.")
+  if not seeds:
+    raise ConfigError("--seeds names no seed.")
+  if len(set(seeds)) != len(seeds):
+    raise ConfigError(f"--seeds names a seed twice: {text!r}.")
+  return seeds
+
+
 def run(config, workdir: str, overrides: dict) -> int:
   from ssl_jax import train
+  seeds = None if _CHECK.value else parse_seeds(_SEEDS.value)  # before the workdir is made
   os.makedirs(workdir, exist_ok=True)
   if _CHECK.value:
     dirs = [os.path.join(workdir, name) for name in ("run_a", "run_b")]
@@ -116,9 +131,6 @@ def run(config, workdir: str, overrides: dict) -> int:
     with open(os.path.join(workdir, "determinism.json"), "w") as f:
       json.dump(verdict, f, indent=2)
     return EXIT_OK if diff is None else 1
-  seeds = [int(s) for s in _SEEDS.value.split(",") if s.strip()]
-  if not seeds:
-    raise ConfigError("--seeds names no seed.")
   runs = {}
   for seed in seeds:
     config.seed = seed

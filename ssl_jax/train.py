@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from ssl_jax import optim, parallel
+from ssl_jax import config_check, optim, parallel
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.data import pipeline
 from ssl_jax.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
@@ -29,10 +29,7 @@ class Diverged(RuntimeError):
 
 def validate(config):
   """Checks shared by every objective, before anything is built or written."""
-  for field in ("total_steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
-                "grad_accum"):
-    if config[field] <= 0:
-      raise ConfigError(f"{field} must be positive, got {config[field]}.")
+  config_check.check(config)  # every field's range, then the objective's own checks
   n = jax.device_count()
   if config.batch_size % n:
     raise ConfigError(f"batch_size={config.batch_size} is not divisible by the {n} devices; "
@@ -86,7 +83,9 @@ def train(config, workdir: str, overrides: dict | None = None,
   """Trains config in workdir (resuming if it holds checkpoints); returns the exit code."""
   is_main = jax.process_index() == 0
   log = (lambda msg: print(msg, flush=True)) if is_main else (lambda msg: None)
+  config_check.resolve_paths(config)
   validate(config)
+  config_check.check_workdir(workdir)  # before data preparation, which can take long
   par = parallel.make(config.parallel, config.mesh.fsdp)
   task = make_task(config)  # may prepare data; the workdir is still untouched
   tx, schedule = optim.make(config.optim, config.total_steps)

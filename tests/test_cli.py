@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import TINY_CLI_FLAGS, run_cli
+from conftest import REPO, TINY_CLI_FLAGS, run_cli
 from ssl_jax import hugepages
 
 
@@ -20,6 +20,10 @@ def _main(workdir, *flags, source, data_dir, env=None):
     (["--config.model.width=wide"], 2, "width"),
     (["--config.data.seq_len=64"], 2, "max_len"),
     (["--config.batch_size=0"], 2, "batch_size"),
+    (["--config.eval_steps=0", "--config.keep_checkpoints=0", "--config.model.dtype=foo"], 2,
+     "eval_steps must be a positive integer; got 0. keep_checkpoints must be at least 1; got 0. "
+     "model.dtype must be one of float32, bfloat16; got 'foo'."),
+    (["--config.data.source="], 2, "data.source must name a glob of text files"),
 ])
 def test_bad_config_exits_2_and_leaves_no_workdir(flags, code, message, corpus_dir, data_dir,
                                                   tmp_path):
@@ -42,6 +46,119 @@ def test_missing_corpus_exits_3(tmp_path, data_dir):
   workdir = str(tmp_path / "w")
   out = _main(workdir, source=str(tmp_path / "none/*.txt"), data_dir=data_dir)
   assert out.returncode == 3 and "matched 0 file" in out.stderr
+  assert not os.path.exists(workdir)
+
+
+@pytest.mark.parametrize("text,error", [
+    ("def get_config(:\n", "SyntaxError: invalid syntax"),
+    ("def get_config():\n  raise ValueError('no preset b9')\n", "ValueError: no preset b9"),
+    ("import not_a_module_xyz\n", "ModuleNotFoundError: No module named 'not_a_module_xyz'"),
+])
+def test_broken_config_file_exits_2_naming_it(tmp_path, text, error):
+  path = tmp_path / "broken.py"
+  path.write_text(text)
+  workdir = str(tmp_path / "w")
+  out = run_cli("ssl_jax.main", "--config", str(path), "--workdir", workdir)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert f"could not load --config {path}" in out.stderr and error in out.stderr
+  assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+  assert not os.path.exists(workdir)
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file"])
+def test_unusable_workdir_exits_2_before_preparing_data(corpus_dir, tmp_path, where):
+  (tmp_path / "taken").write_text("not a directory")
+  workdir = str(tmp_path / "taken" / ("run" if where == "under_a_file" else ""))
+  fresh_data_dir = str(tmp_path / "tfds")
+  out = _main(workdir.rstrip("/"), source=f"{corpus_dir}/*.py", data_dir=fresh_data_dir)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert "is a file, not a directory" in out.stderr and "Traceback" not in out.stderr
+  assert not os.path.exists(fresh_data_dir)  # refused before data preparation started
+
+
+@pytest.mark.parametrize("raw", ["café crème\n".encode("latin-1"), b""], ids=["latin-1", "empty"])
+def test_corpus_without_text_exits_3(tmp_path, raw):
+  for i in range(3):
+    (tmp_path / f"{i}.txt").write_bytes(raw)
+  workdir = str(tmp_path / "w")
+  out = _main(workdir, source=str(tmp_path / "*.txt"), data_dir=str(tmp_path / "tfds"))
+  assert out.returncode == 3, out.stderr[-2000:]
+  assert "has 0 usable file(s) of 3" in out.stderr and "Traceback" not in out.stderr
+  assert not os.path.exists(workdir)
+
+
+def _main_patched(tmp_path, patch: str, *flags, source, data_dir):
+  """ssl_jax.main in a subprocess after running `patch` (Python source) in it."""
+  import subprocess
+  import sys
+  driver = tmp_path / "driver.py"
+  driver.write_text(
+      f"import sys\nsys.path.insert(0, {REPO!r})\nfrom absl import app\nfrom ssl_jax import main\n"
+      + patch +
+      "\napp.run(lambda argv: sys.exit(main.main(argv)), flags_parser=main.parse_flags)\n")
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  return subprocess.run(
+      [sys.executable, str(driver), "--config", "configs/gpt_tiny.py", "--workdir",
+       str(tmp_path / "w"), f"--config.data.source={source}", f"--config.data.data_dir={data_dir}",
+       *TINY_CLI_FLAGS, *flags], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_out_of_memory_exits_2_with_one_message(corpus_dir, data_dir, tmp_path):
+  # The step raises the error XLA raises for an allocation that cannot succeed.
+  patch = """
+import jax, jax.numpy as jnp
+from ssl_jax import train
+try:
+  jax.jit(lambda: jnp.zeros((2 ** 40,), jnp.float32))().block_until_ready()
+except jax.errors.JaxRuntimeError as e:
+  oom = e
+def make_train_step(*args, **kwargs):
+  def step(state, batch):
+    raise oom
+  return step
+train.make_train_step = make_train_step
+"""
+  out = _main_patched(tmp_path, patch, source=f"{corpus_dir}/*.py", data_dir=data_dir)
+  assert out.returncode == 2, out.stderr[-3000:]
+  assert "error: batch_size=8 does not fit in memory on cpu; lower batch_size or raise " \
+         "grad_accum" in out.stderr
+  assert "Traceback" not in out.stderr
+
+
+def test_disk_full_during_save_exits_74_with_one_message(corpus_dir, data_dir, tmp_path):
+  patch = """
+import errno, os
+from ssl_jax import checkpoint
+def save(self, step, *args, **kwargs):
+  raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"checkpoints/{step}")
+checkpoint.Checkpointer.save = save
+"""
+  out = _main_patched(tmp_path, patch, "--config.total_steps=2", "--config.checkpoint_every=1",
+                      "--config.eval_every=2", source=f"{corpus_dir}/*.py", data_dir=data_dir)
+  assert out.returncode == 74, out.stderr[-3000:]
+  errors = [line for line in out.stderr.splitlines() if line.startswith("error")]
+  assert len(errors) == 1 and errors[0].startswith(f"error: storage: the disk holding {tmp_path}")
+  assert "No space left on device" in errors[0] and "already on disk are intact" in errors[0]
+  assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("module,args,message", [
+    ("ssl_jax.sample", ["--prompt", "a"], "--workdir is required"),
+    ("ssl_jax.sample", ["--workdir", "{w}", "--bogus=1"], "Unknown command line flag 'bogus'"),
+    ("ssl_jax.evaluate", ["--workdir", "{w}", "--protocol", "linear",
+                          "--max_train_examples=-1"], "--max_train_examples must be 0"),
+    ("ssl_jax.sweep", ["--config", "configs/gpt_tiny.py", "--workdir", "{w}", "--seeds", "a,b"],
+     "--seeds must be comma-separated integers"),
+    ("ssl_jax.data.augment_grid", ["--config", "configs/gpt_tiny.py", "--out", "{w}.png"],
+     "use an image config"),
+    ("ssl_jax.data.augment_grid", ["--config", "configs/simclr_digits.py", "--out", "{w}.png",
+                                   "--num_images=0"], "--num_images and --num_views must be"),
+])
+def test_tool_usage_errors_exit_2(tmp_path, module, args, message):
+  workdir = str(tmp_path / "w")
+  out = run_cli(module, *[a.format(w=workdir) for a in args])
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert message in out.stderr and "Traceback" not in out.stderr
   assert not os.path.exists(workdir)
 
 

@@ -51,15 +51,62 @@ def write(config, path: str, num_images: int = 8, num_views: int = 6, seed: int 
   return pixels.shape
 
 
+USAGE = ("Usage: python -m ssl_jax.data.augment_grid --config configs/NAME.py --out FILE.png "
+         "[--num_images N] [--num_views V] [--seed S] [--config.FIELD=VALUE ...]")
+
+
+def parse_flags(argv):
+  """absl parsing; a broken config file or a bad flag exits 2 with one paragraph."""
+  from absl import flags
+  from ssl_jax import config_check
+  from ssl_jax.errors import EXIT_CONFIG
+  spec = config_check.config_spec(argv)
+  problem = spec and config_check.config_file_error(spec)
+  try:
+    if not problem:
+      return flags.FLAGS(argv)
+  except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
+    # ml_collections reports a bad --config.FIELD as one of these; an unknown field as a
+    # KeyError, raised bare or inside an AttributeError.
+    if isinstance(e, AttributeError) and e.args and isinstance(e.args[0], KeyError):
+      e = e.args[0]
+    problem = f"unknown config field {e.args[0]}" if isinstance(e, KeyError) and e.args else e
+  print(f"error: {problem}\n{USAGE}", file=sys.stderr)
+  sys.exit(EXIT_CONFIG)
+
+
+def usage_error(config, out: str, num_images: int, num_views: int) -> str | None:
+  """What is wrong with the command line, before any data is read."""
+  import os
+  from ssl_jax import config_check
+  if num_images < 1 or num_views < 1:
+    return f"--num_images and --num_views must be at least 1; got {num_images}, {num_views}."
+  if "augment" not in config or "image_size" not in config.get("data", {}):
+    return (f"{config.get('objective', 'this')!r} config has no augment or data.image_size "
+            "fields; augment_grid shows image augmentations: use an image config such as "
+            "configs/simclr_digits.py.")
+  folder = os.path.dirname(os.path.abspath(out))
+  if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+    return f"--out {out}: {folder} is not a writable directory."
+  if os.path.splitext(out)[1].lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
+    return f"--out {out} must end in .png (or .jpg, .jpeg, .bmp, .webp)."
+  # Fields out of range; not the objective's checks: one-view presets are worth a look too.
+  config_check.check(config, objective_checks=False)
+  return None
+
+
 def main(argv):
   from absl import flags
   from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, ConfigError, DataError
   f = flags.FLAGS
   if len(argv) > 1 or f.config is None or not f.out:
-    print("Usage: python -m ssl_jax.data.augment_grid --config configs/NAME.py --out FILE.png",
-          file=sys.stderr)
+    print(f"error: --config and --out are required.\n{USAGE}", file=sys.stderr)
     return EXIT_CONFIG
   try:
+    problem = usage_error(f.config, f.out, f.num_images, f.num_views)
+    if problem:
+      print(f"error: {problem}\n{USAGE}", file=sys.stderr)
+      return EXIT_CONFIG
     shape = write(f.config, f.out, f.num_images, f.num_views, f.seed)
   except ConfigError as e:
     print(f"error: bad config: {e}", file=sys.stderr)
@@ -80,4 +127,4 @@ if __name__ == "__main__":
   flags.DEFINE_integer("num_images", 8, "Rows: how many training images.")
   flags.DEFINE_integer("num_views", 6, "Augmented views per image.")
   flags.DEFINE_integer("seed", 0, "PRNG seed of the views.")
-  app.run(lambda argv: sys.exit(main(argv)))
+  app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)

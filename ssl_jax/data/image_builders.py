@@ -8,6 +8,7 @@ Images are stored PNG-encoded (TFDS Image features need encoded bytes without TF
 import hashlib
 import io
 import os
+import sys
 import zlib
 
 import numpy as np
@@ -134,13 +135,24 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
         supervised_keys=("image", "label"))
 
   def _split_generators(self, dl_manager):
-    return {split: self._generate_examples(files) for split, files in self._splits.items()}
+    return {split: self._generate_examples(files, split) for split, files in self._splits.items()}
 
-  def _generate_examples(self, files):
+  def _generate_examples(self, files, split: str = "train"):
+    unreadable = []
     for rel, label in files:
       try:
         with Image.open(os.path.join(self._root, rel)) as image:
           rgb = np.asarray(image.convert("RGB"))
-      except OSError:
-        continue  # unreadable file: skip it rather than fail the whole build
+      except (OSError, ValueError):  # PIL's errors for corrupt or truncated files
+        unreadable.append(rel)  # skip it rather than fail the whole build
+        continue
       yield rel, {"image": png_bytes(rgb), "label": label, "path": rel}
+    if unreadable and len(unreadable) == len(files):
+      raise DataError(
+          f"None of the {len(files)} files in the {split!r} split of the image folder "
+          f"{self._root!r} could be read as an image (e.g. {unreadable[0]}): they are corrupt, "
+          "truncated or not images. Replace them, or point --config.data.source at a folder "
+          "of readable images (one subfolder per class).")
+    if unreadable:
+      print(f"warning: skipped {len(unreadable)} file(s) that could not be read as images "
+            f"(e.g. {unreadable[0]}) in {self._root}.", file=sys.stderr, flush=True)

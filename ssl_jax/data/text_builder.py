@@ -7,6 +7,7 @@ are split deterministically by a hash of their relative path (about 1 in 20 vali
 import glob
 import hashlib
 import os
+import sys
 import zlib
 
 import tensorflow_datasets as tfds
@@ -56,7 +57,7 @@ class LocalText(tfds.core.GeneratorBasedBuilder):
           f"The text corpus {source!r} matched {len(rel)} file(s); at least 2 are needed "
           "(one for validation). Point --config.data.source at a glob of text files, e.g. "
           "--config.data.source='~/corpus/**/*.txt'.")
-    self._root, self._rel = root, rel
+    self._root, self._rel, self._source = root, rel, source
     digest = hashlib.sha1(("\n".join([source, root] + rel)).encode()).hexdigest()[:12]
     name = ("stdlib" if source == STDLIB else "files") + "_" + digest
     config = tfds.core.BuilderConfig(name=name, description=f"{source} at {root}")
@@ -70,16 +71,44 @@ class LocalText(tfds.core.GeneratorBasedBuilder):
             {"path": tfds.features.Text(), "text": tfds.features.Text()}))
 
   def _split_generators(self, dl_manager):
-    return {split: self._generate_examples(files)
-            for split, files in split_files(self._rel).items()}
+    usable = self._usable_files()
+    return {split: self._generate_examples(files) for split, files in split_files(usable).items()}
+
+  def _usable_files(self) -> list[str]:
+    """The files holding UTF-8 text; says how many others were skipped, and fails (DataError)
+    if fewer than 2 are left. Run once, when the corpus is prepared."""
+    not_text, empty = [], []
+    for rel in self._rel:
+      text = _read_text(os.path.join(self._root, rel))
+      if text is None:
+        not_text.append(rel)
+      elif not text:
+        empty.append(rel)
+    usable = [rel for rel in self._rel if rel not in set(not_text) | set(empty)]
+    if len(usable) < 2:
+      raise DataError(
+          f"The text corpus {self._source!r} has {len(usable)} usable file(s) of {len(self._rel)}: "
+          f"{len(not_text)} are not UTF-8 text (binary, or another encoding such as latin-1) and "
+          f"{len(empty)} are empty; at least 2 files of UTF-8 text are needed. Convert the files "
+          "(e.g. `iconv -f latin1 -t utf-8`) or point --config.data.source at text files.")
+    if not_text:  # a few stdlib test files are deliberately not UTF-8
+      print(f"warning: skipped {len(not_text)} file(s) that are not UTF-8 text (e.g. "
+            f"{not_text[0]}) in {self._root}.", file=sys.stderr, flush=True)
+    return usable
 
   def _generate_examples(self, files):
     for rel in files:
-      with open(os.path.join(self._root, rel), "rb") as f:
-        raw = f.read()
-      try:
-        text = raw.decode("utf-8")
-      except UnicodeDecodeError:
-        continue  # a few stdlib test files are deliberately not UTF-8
+      text = _read_text(os.path.join(self._root, rel))
       if text:
         yield rel, {"path": rel, "text": text}
+
+
+def _read_text(path: str) -> str | None:
+  """The file's text, or None if it is not UTF-8 text (undecodable, or binary with NULs)."""
+  with open(path, "rb") as f:
+    raw = f.read()
+  try:
+    text = raw.decode("utf-8")
+  except UnicodeDecodeError:
+    return None
+  return None if "\x00" in text else text

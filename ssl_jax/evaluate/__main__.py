@@ -1,7 +1,8 @@
 """python -m ssl_jax.evaluate --workdir DIR --protocol linear|knn|fewshot|finetune|perplexity
 
 Prints one JSON line ({"step", "split": protocol, metrics...}) and appends it to
-DIR/metrics.jsonl. Exit codes: 0 done, 2 bad usage or checkpoint, 3 data problem.
+DIR/metrics.jsonl. Exit codes: 0 done, 2 bad usage or checkpoint (or a --batch_size too large
+for device memory), 3 data problem, 74 the workdir's disk is full or read-only.
 """
 import json
 import os
@@ -9,8 +10,8 @@ import sys
 
 from absl import app, flags
 
-from ssl_jax import enable_compilation_cache, evaluate, hugepages
-from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, ConfigError, DataError
+from ssl_jax import enable_compilation_cache, evaluate, failures, hugepages
+from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, EXIT_STORAGE, ConfigError, DataError
 
 _DEFAULTS = evaluate.Options()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
@@ -40,6 +41,20 @@ def parse_flags(argv):
     sys.exit(EXIT_CONFIG)
 
 
+def options_error(options) -> str | None:
+  """What is wrong with the numeric flags, before the checkpoint is read."""
+  import math
+  for field in ("batch_size", "finetune_steps"):
+    if getattr(options, field) <= 0:
+      return f"--{field} must be positive; got {getattr(options, field)}."
+  for field in ("max_train_examples", "max_test_examples"):
+    if getattr(options, field) < 0:
+      return f"--{field} must be 0 (all) or positive; got {getattr(options, field)}."
+  if not (math.isfinite(options.finetune_lr) and options.finetune_lr > 0):
+    return f"--finetune_lr must be positive; got {options.finetune_lr}."
+  return None
+
+
 def main(argv):
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}\n{USAGE}", file=sys.stderr)
@@ -55,26 +70,39 @@ def main(argv):
       seed=_SEED.value, baselines=_BASELINES.value, batch_size=_BATCH.value,
       max_train_examples=_MAX_TRAIN.value, max_test_examples=_MAX_TEST.value,
       finetune_steps=_FT_STEPS.value, finetune_lr=_FT_LR.value)
-  for field in ("batch_size", "finetune_steps"):
-    if getattr(options, field) <= 0:
-      print(f"error: --{field} must be positive.", file=sys.stderr)
-      return EXIT_CONFIG
+  problem = options_error(options)
+  if problem:
+    print(f"error: {problem}\n{USAGE}", file=sys.stderr)
+    return EXIT_CONFIG
   workdir = os.path.abspath(_WORKDIR.value)
+  failures.quiet_storage_noise()
   try:
     result = evaluate.evaluate(workdir, _PROTOCOL.value, options)
+    import jax
+    if jax.process_index() == 0:
+      from ssl_jax.metrics import MetricWriter
+      writer = MetricWriter(workdir)
+      writer.write(result["step"], result["split"],
+                   {k: v for k, v in result.items() if k not in ("step", "split")})
+      writer.close()
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return EXIT_CONFIG
   except DataError as e:
     print(f"error: data: {e}", file=sys.stderr)
     return EXIT_DATA
-  import jax
-  if jax.process_index() == 0:
-    from ssl_jax.metrics import MetricWriter
-    writer = MetricWriter(workdir)
-    writer.write(result["step"], result["split"],
-                 {k: v for k, v in result.items() if k not in ("step", "split")})
-    writer.close()
+  except Exception as e:  # a full disk or device memory, wrapped in library errors
+    if failures.storage_failure(e):
+      print(f"error: storage: could not append the results to {workdir}/metrics.jsonl: "
+            f"{failures.storage_message(e, workdir)}", file=sys.stderr)
+      return EXIT_STORAGE
+    oom = failures.out_of_memory(e)
+    if oom is None:
+      raise
+    print(f"error: --batch_size={options.batch_size} does not fit in memory on "
+          f"{failures.device_name()}; lower --batch_size. XLA said: {failures.xla_detail(oom)}",
+          file=sys.stderr)
+    return EXIT_CONFIG
   print(json.dumps(result), flush=True)
   return 0
 

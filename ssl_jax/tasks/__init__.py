@@ -46,3 +46,15 @@ def make_task(config) -> Task:
     raise ConfigError(f"Unknown objective {config.objective!r}; known: {', '.join(TASKS)}.")
   module, function = TASKS[config.objective].split(":")
   return getattr(importlib.import_module(module), function)(config)
+
+
+def validate(config):
+  """The objective's own config checks (its module's `validate`, if it has one): cheap
+  cross-field checks that run before data preparation and before the workdir is touched."""
+  import importlib
+  from ssl_jax.errors import ConfigError
+  if config.objective not in TASKS:
+    raise ConfigError(f"Unknown objective {config.objective!r}; known: {', '.join(TASKS)}.")
+  module = importlib.import_module(TASKS[config.objective].split(":")[0])
+  if hasattr(module, "validate"):
+    module.validate(config)

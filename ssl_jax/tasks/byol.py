@@ -14,7 +14,7 @@ from ssl_jax.objectives import byol
 from ssl_jax.tasks import Task
 from ssl_jax.tasks.vision import (EVAL_KEY_SEED, apply_model, image_metadata, image_setup,
                                   mapped_axis, model_input, split_variables,
-                                  two_views, unpair)
+                                  two_views, unpair, validate)  # noqa: F401 (tasks.validate)
 
 
 def byol_task(config) -> Task:

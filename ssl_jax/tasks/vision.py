@@ -61,6 +61,17 @@ def view_specs(config):
                        blur=a.blur, flip=a.flip)
 
 
+def validate(config):
+  """What an image config must satisfy before any data is read: the image size suits the
+  encoder, the encoder can be built, and the preset gives the two views both methods need."""
+  encoders.check_image_size(config.model, config.data.image_size)
+  encoders.image_encoder(config.model)  # ResNet depth, ViT heads and pooling
+  views = view_specs(config)
+  if len(views) != 2:
+    raise ConfigError(f"{config.objective} needs two views; augment.preset="
+                      f"{config.augment.preset!r} gives {len(views)}.")
+
+
 def image_setup(config) -> ImageSetup:
   # Data modules (TFDS, grain) load here only, so the loss pieces above and below import
   # with jax/flax/optax alone (device checks, benchmarks).
