@@ -74,7 +74,7 @@ def test_byol_trains_and_evaluates(data_dir, tmp_path):
   rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert all(np.isfinite(r["loss"]) for r in rows)
   out = run_cli("ssl_jax.evaluate", "--workdir", workdir, "--protocol", "knn",
-                "--max_train_examples", "200", "--max_test_examples", "100")
+                "--data_dir", data_dir, "--max_train_examples", "200", "--max_test_examples", "100")
   assert out.returncode == 0, out.stderr[-3000:]
   result = json.loads(out.stdout.strip().splitlines()[-1])
   assert result["split"] == "knn" and result["step"] == 6

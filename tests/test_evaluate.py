@@ -133,9 +133,9 @@ def _rows(workdir):
   return [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
 
 
-def test_evaluate_cli_prints_and_appends_one_json_line(simclr_workdir):
+def test_evaluate_cli_prints_and_appends_one_json_line(simclr_workdir, data_dir):
   out = run_cli("ssl_jax.evaluate", "--workdir", simclr_workdir, "--protocol", "knn",
-                "--max_train_examples=300")
+                f"--data_dir={data_dir}", "--max_train_examples=300")
   assert out.returncode == 0, out.stderr[-3000:]
   result = json.loads(out.stdout.strip().splitlines()[-1])
   assert result["step"] == 4 and result["split"] == "knn"
@@ -152,8 +152,8 @@ def test_evaluate_cli_prints_and_appends_one_json_line(simclr_workdir):
     (["--protocol", "perplexity"], "language model"),
     (["--protocol", "knn", "--batch_size=0"], "batch_size"),
 ])
-def test_evaluate_cli_bad_usage_exits_2(simclr_workdir, args, message):
-  out = run_cli("ssl_jax.evaluate", "--workdir", simclr_workdir, *args)
+def test_evaluate_cli_bad_usage_exits_2(simclr_workdir, data_dir, args, message):
+  out = run_cli("ssl_jax.evaluate", "--workdir", simclr_workdir, f"--data_dir={data_dir}", *args)
   assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
 
 
@@ -162,9 +162,10 @@ def test_evaluate_cli_without_checkpoint_exits_2(tmp_path):
   assert out.returncode == 2 and "No checkpoints" in out.stderr
 
 
-def test_fewshot_protocol_in_process(simclr_workdir):
+def test_fewshot_protocol_in_process(simclr_workdir, data_dir):
   """The Python entry point, with every baseline (the CLI test covers the command)."""
-  options = evaluate.Options(max_train_examples=200, max_test_examples=100, batch_size=32)
+  options = evaluate.Options(max_train_examples=200, max_test_examples=100, batch_size=32,
+                             data_dir=data_dir)
   result = evaluate.evaluate(simclr_workdir, "fewshot", options)
   assert result["step"] == 4 and result["split"] == "fewshot"
   assert {f"{p}top1_{n}shot{s}" for p in ("", "random_init_", "raw_pixels_")
@@ -188,7 +189,8 @@ def test_perplexity_covers_the_validation_split(corpus_dir, data_dir, tmp_path):
   ckpt.save(3, {"params": params, "model_state": model_state}, None,
             {"config": json.loads(config.to_json_best_effort()), **task.metadata})
   ckpt.close()
-  result = evaluate.evaluate(workdir, "perplexity")
+  result = evaluate.evaluate(workdir, "perplexity", evaluate.Options(
+      data_source=config.data.source, data_dir=data_dir))
   assert result["split"] == "perplexity" and result["step"] == 3
   np.testing.assert_allclose(result["perplexity"], math.exp(result["loss"]), rtol=1e-6)
   assert abs(result["loss"] - math.log(task.metadata["vocab_size"])) < 0.2  # near uniform

@@ -47,6 +47,7 @@ def test_evaluate_cli_on_text_encoders(objective, protocol, corpus_dir, data_dir
   assert out.returncode == 0, out.stderr[-3000:]
   for protocol in (protocol,):
     res = run_cli("ssl_jax.evaluate", "--workdir", workdir, "--protocol", protocol,
+                  "--data_dir", data_dir,
                   "--max_train_examples", "160", "--max_test_examples", "80",
                   "--finetune_steps", "5", "--batch_size", "32")
     assert res.returncode == 0, res.stderr[-3000:]

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from ssl_jax.data import image_builders, pipeline
+from ssl_jax.data import fingerprint, image_builders, pipeline
 from ssl_jax.errors import DataError
 
 DIGITS = "digits"
@@ -75,6 +75,7 @@ class ImageData:
   train: object  # pretraining split (labels unused)
   eval: object  # held-out split: training-time evaluation and the transfer test set
   probe: object  # labelled split for linear / kNN / few-shot / fine-tuning training
+  fingerprint: dict | None = None  # of train and eval (data/fingerprint.py)
 
 
 def load(cfg) -> ImageData:
@@ -89,7 +90,8 @@ def _load(cfg) -> ImageData:
   train, num_classes = open_split(cfg, cfg.train_split)
   evals, _ = open_split(cfg, cfg.eval_split)
   probe = train if cfg.probe_split == cfg.train_split else open_split(cfg, cfg.probe_split)[0]
-  return ImageData(cfg.name, num_classes, train, evals, probe)
+  return ImageData(cfg.name, num_classes, train, evals, probe,
+                   fingerprint.of_splits({cfg.train_split: train, cfg.eval_split: evals}))
 
 
 def to_rgb(image, size: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
-from ssl_jax.data import pipeline, tokenizers
+from ssl_jax.data import fingerprint, pipeline, tokenizers
 from ssl_jax.data.text_builder import LocalText
 from ssl_jax.errors import DataError
 
@@ -72,6 +72,7 @@ class TextData:
   train_tokens: np.ndarray
   eval_tokens: np.ndarray
   dataset: str
+  fingerprint: dict | None = None  # data/fingerprint.py: checked when a run resumes
 
 
 def load(cfg) -> TextData:
@@ -94,7 +95,8 @@ def _load(cfg) -> TextData:
   sid = tokenizers.spec_id(tok.spec)
   train = _tokenize_split(train_src, cfg.text_key, tok, f"{cache}/{cfg.train_split}.{sid}.npy")
   evals = _tokenize_split(eval_src, cfg.text_key, tok, f"{cache}/{cfg.eval_split}.{sid}.npy")
-  return TextData(tok, train, evals, name)
+  splits = {cfg.train_split: train_src, cfg.eval_split: eval_src}
+  return TextData(tok, train, evals, name, fingerprint.of_splits(splits))
 
 
 def sequence_loader(tokens: np.ndarray, seq_len: int):

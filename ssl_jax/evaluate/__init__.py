@@ -6,9 +6,13 @@ Two registries keep this pluggable:
              (evaluate/transfer.py): what the feature protocols (linear, knn, fewshot,
              finetune) evaluate. A new pretraining objective plugs in by adding its
              source here; the protocols do not change.
+
+Data paths come from Options (the command line), never from the checkpoint: its metadata
+is validated (checkpoint_metadata.py) and its data.source / data.data_dir are replaced.
 """
 import dataclasses
 import importlib
+import sys
 import time
 
 import ml_collections
@@ -42,6 +46,10 @@ class Options:
   max_test_examples: int = 0
   finetune_steps: int = 500
   finetune_lr: float = 1e-3
+  # Where the data live: a text corpus glob ("" = the built-in "stdlib" corpus) or an
+  # image folder, and the TFDS data directory ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets).
+  data_source: str = ""
+  data_dir: str = ""
 
 
 @dataclasses.dataclass
@@ -60,13 +68,39 @@ def _resolve(registry: dict, name: str):
   return getattr(importlib.import_module(module), function)
 
 
-def load_run(workdir: str) -> Run:
+def load_run(workdir: str, options: Options = Options()) -> Run:
+  """The newest readable checkpoint, its metadata validated, data paths from `options`."""
+  from ssl_jax import checkpoint_metadata
   from ssl_jax.checkpoint import load_latest
   step, state, metadata = load_latest(workdir)  # ConfigError if there is none
   if "config" not in metadata:
     raise ConfigError(f"The checkpoint in {workdir} has no config in its metadata.")
+  metadata = checkpoint_metadata.check(metadata)
+  config, recorded = checkpoint_metadata.local_config(
+      metadata["config"], _data_source(metadata["config"], options), options.data_dir)
+  _note_paths_not_followed(recorded, config)
   return Run(workdir, int(step), state["params"], state.get("model_state", {}), metadata,
-             ml_collections.ConfigDict(metadata["config"]))
+             config)
+
+
+def _data_source(config: dict, options: Options) -> str:
+  if options.data_source:
+    return options.data_source
+  if config.get("data", {}).get("name") == "image_folder":
+    raise ConfigError("This run was trained on an image folder: pass it with --data_source DIR "
+                      "(data paths are never taken from a checkpoint).")
+  return "stdlib"  # the built-in text corpus; image datasets other than folders ignore it
+
+
+def _note_paths_not_followed(recorded: dict, config):
+  """One line on stderr when the run trained on data elsewhere than this evaluation reads."""
+  used = {"data.source": config.data.get("source"), "data.data_dir": config.data.get("data_dir")}
+  differ = [f"{field}={str(value)[:120]!r}" for field, value in recorded.items()
+            if value and value != used.get(field)]
+  if differ:
+    print(f"note: the checkpoint records {', '.join(differ)}; paths in a checkpoint are not "
+          "followed: this evaluation reads --data_source / --data_dir (or their defaults).",
+          file=sys.stderr, flush=True)
 
 
 def transfer_for(run: Run, options: Options):
@@ -85,7 +119,7 @@ def evaluate(workdir: str, protocol: str, options: Options = Options()) -> dict:
   if protocol not in PROTOCOLS:
     raise ConfigError(f"Unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}.")
   run_fn = _resolve(PROTOCOLS, protocol)  # import before loading: fail fast on a typo
-  run = load_run(workdir)
+  run = load_run(workdir, options)
   start = time.time()
   metrics = run_fn(run, options)
   return {"step": run.step, "split": protocol,

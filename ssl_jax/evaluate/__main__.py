@@ -1,5 +1,7 @@
 """python -m ssl_jax.evaluate --workdir DIR --protocol linear|knn|fewshot|finetune|perplexity
+    [--data_dir DIR] [--data_source GLOB_OR_DIR]
 
+Data paths come from these flags (or their defaults), never from the checkpoint.
 Prints one JSON line ({"step", "split": protocol, metrics...}) and appends it to
 DIR/metrics.jsonl. Exit codes: 0 done, 2 bad usage or checkpoint (or a --batch_size too large
 for device memory), 3 data problem, 74 the workdir's disk is full or read-only.
@@ -28,9 +30,17 @@ _MAX_TEST = flags.DEFINE_integer("max_test_examples", _DEFAULTS.max_test_example
 _FT_STEPS = flags.DEFINE_integer("finetune_steps", _DEFAULTS.finetune_steps,
                                  "Optimizer steps of the finetune protocol.")
 _FT_LR = flags.DEFINE_float("finetune_lr", _DEFAULTS.finetune_lr, "Peak AdamW learning rate.")
+_DATA_SOURCE = flags.DEFINE_string(
+    "data_source", _DEFAULTS.data_source, "The run's data.source when it needs one: a text "
+    "corpus glob (default: the built-in stdlib corpus) or an image folder. Never read from "
+    "the checkpoint.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", _DEFAULTS.data_dir, "TFDS data directory (default: $TFDS_DATA_DIR or "
+    "~/tensorflow_datasets). Never read from the checkpoint.")
 
 USAGE = ("Usage: python -m ssl_jax.evaluate --workdir DIR --protocol "
-         f"{'|'.join(evaluate.PROTOCOLS)} [--baselines=false] [--seed S]")
+         f"{'|'.join(evaluate.PROTOCOLS)} [--data_dir DIR] [--data_source GLOB_OR_DIR] "
+         "[--baselines=false] [--seed S]")
 
 
 def parse_flags(argv):
@@ -69,7 +79,8 @@ def main(argv):
   options = evaluate.Options(
       seed=_SEED.value, baselines=_BASELINES.value, batch_size=_BATCH.value,
       max_train_examples=_MAX_TRAIN.value, max_test_examples=_MAX_TEST.value,
-      finetune_steps=_FT_STEPS.value, finetune_lr=_FT_LR.value)
+      finetune_steps=_FT_STEPS.value, finetune_lr=_FT_LR.value,
+      data_source=_DATA_SOURCE.value, data_dir=_DATA_DIR.value)
   problem = options_error(options)
   if problem:
     print(f"error: {problem}\n{USAGE}", file=sys.stderr)

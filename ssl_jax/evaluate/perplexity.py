@@ -5,6 +5,7 @@ are the ones it trained with), its evaluation batches are run to the end of the 
 and the additive sums give exact corpus means.
 """
 import math
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +25,11 @@ def run(run, options) -> dict:
                       f"{', '.join(LANGUAGE_OBJECTIVES)}); {run.workdir} trained {objective!r}.")
   config.eval_steps = 2 ** 31 - 1  # every evaluation batch, not the training-time subset
   task = make_task(config)
+  from ssl_jax.data import fingerprint
+  diff = fingerprint.difference(run.metadata, task.metadata)
+  if diff is not None:  # allowed (a corpus of one's choice), but say so
+    print(f"note: perplexity on other data than the run trained on:\n{diff}", file=sys.stderr,
+          flush=True)
   if not task.eval_data:
     raise ConfigError("The validation split yields no evaluation batch.")
   eval_step = jax.jit(task.eval_sums)

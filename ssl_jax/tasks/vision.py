@@ -171,5 +171,6 @@ def simclr_task(config) -> Task:
 
 def image_metadata(setup: ImageSetup, encoder_path: str) -> dict:
   """What evaluation needs beyond the config: where the encoder sits in params/model_state."""
-  return {"dataset": setup.data.name, "num_classes": setup.data.num_classes,
+  return {"dataset": setup.data.name, "dataset_fingerprint": setup.data.fingerprint,
+          "num_classes": setup.data.num_classes,
           "image_size": setup.image_size, "encoder_path": encoder_path}
