@@ -19,6 +19,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file (g
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and run.json.")
 _ALLOW_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False, "Resume a workdir whose recorded config differs.")
+_ALLOW_DATA_CHANGE = flags.DEFINE_bool(
+    "allow_data_change", False, "Resume from a checkpoint trained on other data (the "
+    "dataset's files or splits changed since).")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0, for multi-process runs outside "
     "TPU pods and SLURM (where it is detected automatically).")
@@ -149,7 +152,8 @@ def run_command(argv, command) -> int:
 def main(argv):
   from ssl_jax import train
   return run_command(argv, lambda config, workdir, overrides: train.train(
-      config, workdir, overrides, allow_config_change=_ALLOW_CHANGE.value))
+      config, workdir, overrides, allow_config_change=_ALLOW_CHANGE.value,
+      allow_data_change=_ALLOW_DATA_CHANGE.value))
 
 
 def run():

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ssl_jax import config_check, optim, parallel
 from ssl_jax.checkpoint import Checkpointer
-from ssl_jax.data import pipeline
+from ssl_jax.data import fingerprint, pipeline
 from ssl_jax.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
 from ssl_jax.metrics import MetricWriter
 from ssl_jax.step import TrainState, make_train_step
@@ -79,8 +79,12 @@ def evaluate(task, par, eval_step, state) -> dict:
 
 
 def train(config, workdir: str, overrides: dict | None = None,
-          allow_config_change: bool = False) -> int:
-  """Trains config in workdir (resuming if it holds checkpoints); returns the exit code."""
+          allow_config_change: bool = False, allow_data_change: bool = False) -> int:
+  """Trains config in workdir (resuming if it holds checkpoints); returns the exit code.
+
+  allow_data_change: resume even if the dataset differs from the one the checkpoint was
+  trained on (data/fingerprint.py).
+  """
   is_main = jax.process_index() == 0
   log = (lambda msg: print(msg, flush=True)) if is_main else (lambda msg: None)
   config_check.resolve_paths(config)
@@ -104,6 +108,11 @@ def train(config, workdir: str, overrides: dict | None = None,
   data_iter = pipeline.to_iterator(task.train_data)
   restored = ckpt.restore_latest_good(par.restore_target, data_iter, log=log)
   if restored is not None:
+    try:
+      fingerprint.check_resume(restored[2], task.metadata, allow_data_change, log)
+    except ConfigError:
+      ckpt.close()
+      raise
     state = par.from_restored(restored[1])
     log(f"Resumed from the checkpoint at step {restored[0]} in {workdir}.")
   else:

@@ -80,6 +80,7 @@ def next_token_task(config) -> Task:
               finalize_eval=next_token.metrics_from_sums, train_data=train_data,
               eval_data=eval_data, unit=("tokens", config.batch_size * config.data.seq_len),
               on_end=on_end, metadata={"tokenizer": tok.spec, "dataset": data.dataset,
+                                       "dataset_fingerprint": data.fingerprint,
                                        "vocab_size": tok.vocab_size})
 
 
@@ -119,4 +120,5 @@ def masked_lm_task(config) -> Task:
               finalize_eval=masked_lm.loss_from_sums, train_data=train_data, eval_data=eval_data,
               unit=("tokens", config.batch_size * T),
               metadata={"tokenizer": tok.spec, "dataset": data.dataset,
+                        "dataset_fingerprint": data.fingerprint,
                         "vocab_size": tok.vocab_size, "mask_id": mask_id})
