@@ -8,7 +8,7 @@ Needs CIFAR-10 prepared as array_record (no network at run time):
   tfds build cifar10 --file_format=array_record --data_dir=DIR   # where there is network
   python -m ssl_jax.main --config configs/simclr_cifar10_resnet18.py --workdir W \
       --config.data.data_dir=DIR
-  python -m ssl_jax.evaluate --workdir W --protocol linear
+  python -m ssl_jax.evaluate --workdir W --protocol linear --data_dir=DIR
 """
 import ml_collections
 
