@@ -145,6 +145,16 @@ def check_tokenizer(spec):
       _bad("tokenizer", "word list that is not a list of strings")
 
 
+def tokenizer(metadata: dict):
+  """The checkpoint's tokenizer, built from its validated spec; ConfigError if it cannot be."""
+  from ssl_jax.data import tokenizers
+  check_tokenizer(metadata.get("tokenizer"))
+  try:
+    return tokenizers.from_spec(metadata["tokenizer"])
+  except Exception as e:  # e.g. a sentencepiece model that does not parse
+    _bad("tokenizer", f"it could not be loaded ({type(e).__name__}: {str(e)[:200]})")
+
+
 def check(metadata) -> dict:
   """The metadata, validated in every field that readers use; ConfigError otherwise."""
   if not isinstance(metadata, dict):

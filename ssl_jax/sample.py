@@ -70,13 +70,12 @@ def load_for_sampling(workdir: str):
   """(model config, tokenizer, params) from the newest readable checkpoint in workdir."""
   from ssl_jax import checkpoint_metadata
   from ssl_jax.checkpoint import load_latest
-  from ssl_jax.data import tokenizers
   _, state, metadata = load_latest(workdir)  # skips unreadable ones; ConfigError if none
   if "tokenizer" not in metadata or "config" not in metadata:
     raise ConfigError(f"The checkpoint in {workdir} is not a language model's.")
   checkpoint_metadata.check(metadata)  # model sizes and tokenizer, before they are used
   model_cfg = ml_collections.ConfigDict(metadata["config"]["model"])
-  return model_cfg, tokenizers.from_spec(metadata["tokenizer"]), state["params"]
+  return model_cfg, checkpoint_metadata.tokenizer(metadata), state["params"]
 
 
 USAGE = ("Usage: python -m ssl_jax.sample --workdir DIR --prompt TEXT --max_new_tokens N "

@@ -335,3 +335,11 @@ def test_bad_checkpoint_metadata_is_a_config_error(good_metadata, field, value, 
   node[last] = value
   with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
     checkpoint_metadata.check(metadata)
+
+
+def test_a_tokenizer_that_does_not_load_is_a_config_error():
+  import base64
+  spec = {"kind": "sentencepiece", "model": base64.b64encode(b"not a model").decode()}
+  with pytest.raises(ConfigError, match="tokenizer: it could not be loaded"):
+    checkpoint_metadata.tokenizer({"tokenizer": spec})
+  assert checkpoint_metadata.tokenizer({"tokenizer": {"kind": "bytes"}}).vocab_size == 257

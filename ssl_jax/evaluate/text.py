@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_jax import models
-from ssl_jax.data import stdlib_packages, text, tokenizers
+from ssl_jax import checkpoint_metadata, models
+from ssl_jax.data import stdlib_packages, text
 from ssl_jax.evaluate.transfer import Encoder, Labelled, Transfer
 
 
@@ -59,7 +59,7 @@ def _subset(data: Labelled, limit: int, seed: int) -> Labelled:
 
 def transfer(run, options) -> Transfer:
   config = run.config
-  tok = tokenizers.from_spec(run.metadata["tokenizer"])
+  tok = checkpoint_metadata.tokenizer(run.metadata)  # validated, errors as ConfigError
   model_vocab = tok.vocab_size + (1 if config.objective == "masked_lm" else 0)
   module = models.language_model(config.model, model_vocab)
   train_src, test_src, names = stdlib_packages.load(text.data_dir(config.data))
