@@ -46,6 +46,7 @@ NON_EMPTY = _non_empty
 
 RULES = {
     "objective": one_of(*TASKS),
+    "seed": _number(lambda v: -2 ** 63 <= v < 2 ** 63, "must be a 64-bit integer", integer=True),
     "total_steps": POSITIVE_INT,
     "batch_size": POSITIVE_INT,
     "grad_accum": POSITIVE_INT,
@@ -210,7 +211,7 @@ def config_file_error(spec: str) -> str | None:
   import ml_collections
   path, *args = spec.split(":", 1)
   if not os.path.isfile(path):
-    return f"--config {path}: no such file."
+    return f"--config {path}: " + ("not a file." if os.path.exists(path) else "no such file.")
   try:
     module_spec = importlib.util.spec_from_file_location("_ssl_jax_config_file", path)
     module = importlib.util.module_from_spec(module_spec)

@@ -104,6 +104,8 @@ def usage_error(f, argv) -> str | None:
     return f"--temperature must be 0 (greedy) or positive; got {f.temperature}."
   if f.top_k < 0:
     return f"--top_k must be 0 (all tokens) or positive; got {f.top_k}."
+  if not -2 ** 63 <= f.seed < 2 ** 63:
+    return f"--seed must be a 64-bit integer; got {f.seed}."
   return None
 
 

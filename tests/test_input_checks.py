@@ -45,6 +45,7 @@ BAD_FIELDS = [
     ("gpt_tiny", {"parallel": "xla"}, "parallel must be one of jit, pmap; got 'xla'."),
     ("gpt_tiny", {"objective": "mae"}, "objective must be one of next_token, masked_lm"),
     ("gpt_tiny", {"mesh.fsdp": 0}, "mesh.fsdp must be a positive integer"),
+    ("gpt_tiny", {"seed": 2 ** 63}, "seed must be a 64-bit integer"),
     ("gpt_tiny", {"optim.name": "sgd"}, "optim.name must be one of adamw, lars; got 'sgd'."),
     ("gpt_tiny", {"optim.lr": 0.0}, "optim.lr must be positive; got 0.0."),
     ("gpt_tiny", {"optim.lr": float("nan")}, "optim.lr must be positive; got nan."),
@@ -183,6 +184,7 @@ def test_broken_config_files_are_named_with_their_error(tmp_path, text, message)
   assert message.format(path=path) in problem and str(path) in problem
   assert "Traceback" not in problem and "\n" not in problem
   assert config_check.config_file_error(str(tmp_path / "none.py")).endswith("no such file.")
+  assert config_check.config_file_error(str(tmp_path)).endswith("not a file.")
   assert config_check.config_file_error(f"{REPO}/configs/gpt_tiny.py") is None
 
 
@@ -291,13 +293,33 @@ def test_xla_out_of_memory_is_recognised():
   assert failures.out_of_memory(ORBAX_ENOSPC) is None  # a full disk also says RESOURCE_EXHAUSTED
 
 
+def test_text_key_that_is_not_a_feature_is_a_config_error(corpus_dir, data_dir):
+  from conftest import tiny_lm_config
+  from ssl_jax.data import text
+  config = tiny_lm_config(f"{corpus_dir}/*.py", data_dir, **{"data.text_key": "content"})
+  with pytest.raises(ConfigError, match="data.text_key='content' is not a feature .* path, text"):
+    text.load(config.data)
+
+
+def test_long_sample_prompt_is_cut_not_an_error_after_training(corpus_dir, data_dir, tmp_path,
+                                                                capsys):
+  from conftest import tiny_lm_config
+  from ssl_jax.tasks import make_task
+  config = tiny_lm_config(f"{corpus_dir}/*.py", data_dir, sample_prompt="x" * 40)  # max_len 32
+  task = make_task(config)
+  params, model_state = task.init(jax.random.key(0))
+  task.on_end(params, model_state, str(tmp_path))
+  assert "--- sample ---" in capsys.readouterr().out
+
+
 def test_sample_usage_errors():
   from ssl_jax import sample
-  ok = dict(workdir="w", max_new_tokens=5, temperature=0.8, top_k=40)
+  ok = dict(workdir="w", max_new_tokens=5, temperature=0.8, top_k=40, seed=0)
   assert sample.usage_error(types.SimpleNamespace(**ok), ["sample"]) is None
   for change, message in [({"workdir": None}, "--workdir is required"),
                           ({"max_new_tokens": 0}, "--max_new_tokens must be at least 1"),
                           ({"temperature": -1.0}, "--temperature must be 0"),
-                          ({"top_k": -1}, "--top_k must be 0")]:
+                          ({"top_k": -1}, "--top_k must be 0"),
+                          ({"seed": 2 ** 64}, "--seed must be a 64-bit integer")]:
     assert message in sample.usage_error(types.SimpleNamespace(**{**ok, **change}), ["sample"])
   assert "unexpected" in sample.usage_error(types.SimpleNamespace(**ok), ["sample", "x"])

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ssl_jax.data import fingerprint, pipeline, tokenizers
 from ssl_jax.data.text_builder import LocalText
-from ssl_jax.errors import DataError
+from ssl_jax.errors import ConfigError, DataError
 
 LOCAL = "local_text"
 
@@ -89,6 +89,10 @@ def _load(cfg) -> TextData:
   for split, src in ((cfg.train_split, train_src), (cfg.eval_split, eval_src)):
     if len(src) == 0:
       raise DataError(f"The {split!r} split of {name} is empty; check data.source / data.name.")
+  features = getattr(getattr(train_src, "dataset_info", None), "features", None)
+  if features is not None and cfg.text_key not in features:  # before any cached tokens are used
+    raise ConfigError(f"data.text_key={cfg.text_key!r} is not a feature of {name}; it has "
+                      f"{', '.join(features)}.")
   cache = os.path.join(data_dir(cfg), "ssl_jax_tokens", name.replace("/", "_"))
   tok = tokenizers.build(cfg.tokenizer, cfg.vocab_size,
                          lambda: _docs(train_src, cfg.text_key, limit=5000), cache)

@@ -62,6 +62,8 @@ def options_error(options) -> str | None:
       return f"--{field} must be 0 (all) or positive; got {getattr(options, field)}."
   if not (math.isfinite(options.finetune_lr) and options.finetune_lr > 0):
     return f"--finetune_lr must be positive; got {options.finetune_lr}."
+  if not -2 ** 63 <= options.seed < 2 ** 63:
+    return f"--seed must be a 64-bit integer; got {options.seed}."
   return None
 
 

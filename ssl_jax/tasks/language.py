@@ -72,7 +72,9 @@ def next_token_task(config) -> Task:
     from ssl_jax import sample
     prompt = config.get("sample_prompt", "")
     out = sample.generate(config.model, tok, params, prompt,
-                          max_new_tokens=min(200, config.model.max_len - len(tok.encode(prompt))),
+                          # A prompt as long as the context is cut, not an error after training.
+                          max_new_tokens=max(1, min(200, config.model.max_len
+                                                    - len(tok.encode(prompt)))),
                           rng=jax.random.key(config.seed), temperature=0.8, top_k=40)
     print("\n--- sample ---\n" + prompt + out + "\n--------------", flush=True)
 
