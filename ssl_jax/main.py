@@ -22,6 +22,13 @@ _ALLOW_CHANGE = flags.DEFINE_bool(
 _ALLOW_DATA_CHANGE = flags.DEFINE_bool(
     "allow_data_change", False, "Resume from a checkpoint trained on other data (the "
     "dataset's files or splits changed since).")
+_WATCHDOG = flags.DEFINE_float(
+    "watchdog_secs", 1800, "After this long without a finished step, evaluation batch or save, "
+    "dump every thread's stack and exit 76 so a scheduler requeues the job (0: never).",
+    lower_bound=0)
+_GRACE = flags.DEFINE_float(
+    "preempt_grace_secs", 90, "After SIGTERM/SIGINT a blocked process exits 75 within this "
+    "long, keeping the last completed checkpoint.", lower_bound=1)
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0, for multi-process runs outside "
     "TPU pods and SLURM (where it is detected automatically).")
@@ -153,7 +160,8 @@ def main(argv):
   from ssl_jax import train
   return run_command(argv, lambda config, workdir, overrides: train.train(
       config, workdir, overrides, allow_config_change=_ALLOW_CHANGE.value,
-      allow_data_change=_ALLOW_DATA_CHANGE.value))
+      allow_data_change=_ALLOW_DATA_CHANGE.value,
+      watchdog_secs=_WATCHDOG.value, grace_secs=_GRACE.value))
 
 
 def run():

@@ -20,6 +20,7 @@ from ssl_jax.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
 from ssl_jax.metrics import MetricWriter
 from ssl_jax.step import TrainState, make_train_step
 from ssl_jax.tasks import make_task
+from ssl_jax.watchdog import DEFAULT_GRACE_SECS, DEFAULT_STALL_SECS, Watchdog
 from ssl_jax.workdir import claim as claim_workdir
 
 
@@ -46,8 +47,9 @@ class PreemptionWatcher:
   combined with the others' at log intervals (the loop already syncs there).
   """
 
-  def __init__(self):
+  def __init__(self, watchdog=None):
     self.signal = None
+    self._watchdog = watchdog
     self._previous = {sig: signal.signal(sig, self._handle)
                       for sig in (signal.SIGTERM, signal.SIGINT)}
 
@@ -55,6 +57,8 @@ class PreemptionWatcher:
     if self.signal is not None and signum == signal.SIGINT:
       raise KeyboardInterrupt  # a second Ctrl-C stops at once
     self.signal = signum
+    if self._watchdog is not None:
+      self._watchdog.signalled()  # if the loop is blocked, exit after a grace period
 
   def should_stop(self, sync_now: bool) -> bool:
     if jax.process_count() == 1:
@@ -70,20 +74,52 @@ class PreemptionWatcher:
       signal.signal(sig, handler)
 
 
-def evaluate(task, par, eval_step, state) -> dict:
+class InFlight:
+  """Keeps at most `depth` dispatched computations unfinished.
+
+  XLA:CPU launches each computation once per local device, from a thread pool and under a
+  per-device cap on unfinished computations. With many queued, a later computation can
+  take a device's slot first and wait for its inputs, while an earlier one, already inside
+  a cross-process all-reduce on the other devices, never gets that device: every process
+  blocks in gloo (seen in 4 of 5 two-process runs evaluating 64 batches). Waiting for
+  the one before last keeps the host one computation ahead, which is all the overlap a
+  step needs, and makes that interleaving impossible.
+  """
+
+  def __init__(self, depth: int = 2, on_done=None):
+    self.depth, self.on_done, self._queue = depth, on_done, []
+
+  def add(self, tree, what: str):
+    self._queue.append((tree, what))
+    while len(self._queue) >= self.depth:
+      tree, what = self._queue.pop(0)
+      jax.block_until_ready(tree)
+      if self.on_done is not None:
+        self.on_done(what)
+
+
+_tree_add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b))  # one computation, not one a leaf
+
+
+def evaluate(task, par, eval_step, state, beat=None) -> dict:
   total = None
-  for local in task.eval_data:
+  in_flight = InFlight(on_done=beat)
+  for i, local in enumerate(task.eval_data):
     sums = eval_step(state.params, state.model_state, par.batch(local))
-    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+    total = sums if total is None else _tree_add(total, sums)
+    in_flight.add(total, f"evaluation batch {i + 1}/{len(task.eval_data)}")
   return {k: float(v) for k, v in task.finalize_eval(par.host(total)).items()}
 
 
 def train(config, workdir: str, overrides: dict | None = None,
-          allow_config_change: bool = False, allow_data_change: bool = False) -> int:
+          allow_config_change: bool = False, watchdog_secs: float = DEFAULT_STALL_SECS,
+          grace_secs: float = DEFAULT_GRACE_SECS, allow_data_change: bool = False) -> int:
   """Trains config in workdir (resuming if it holds checkpoints); returns the exit code.
 
-  allow_data_change: resume even if the dataset differs from the one the checkpoint was
-  trained on (data/fingerprint.py).
+  watchdog_secs: exit EXIT_STALLED with every thread's stack after that long without
+  progress (0: never); grace_secs: how long a blocked process may take to exit after
+  SIGTERM/SIGINT (watchdog.py). allow_data_change: resume even if the dataset differs
+  from the one the checkpoint was trained on (data/fingerprint.py).
   """
   is_main = jax.process_index() == 0
   log = (lambda msg: print(msg, flush=True)) if is_main else (lambda msg: None)
@@ -128,7 +164,10 @@ def train(config, workdir: str, overrides: dict | None = None,
   eval_step = par.eval(task.eval_sums)
   metadata = {"config": json.loads(config.to_json_best_effort()), **task.metadata}
   writer = MetricWriter(workdir, enabled=is_main, repair=True)  # we hold the workdir lock
-  watcher = PreemptionWatcher()
+  watchdog = Watchdog(watchdog_secs, grace_secs)
+  watchdog.hold(f"compiling the train step (from step {start})")
+  watcher = PreemptionWatcher(watchdog)
+  in_flight = InFlight(on_done=watchdog.beat)
   unit_name, units_per_step = task.unit
   bar = tqdm(total=config.total_steps, initial=start, disable=not is_main, unit="step",
              dynamic_ncols=True, mininterval=2.0)
@@ -158,11 +197,17 @@ def train(config, workdir: str, overrides: dict | None = None,
                      f"{unit_name}/s": f"{values[f'{unit_name}_per_s']:.0f}"})
 
   def save(step, force=False):
+    if not saved:
+      watchdog.hold("the first checkpoint save (compiling its checksums)")
+      saved.append(step)
     ckpt.save(step, par.to_saveable(state), data_iter, {**metadata, "step": step}, force=force)
 
+  finished = evaluated = False
+  saved = []
   try:
     for step in range(start + 1, config.total_steps + 1):
       state, metrics = train_step(state, par.batch(next(data_iter)))
+      in_flight.add(metrics, f"train step {step}")
       flags.append((step, metrics["nonfinite"]))
       if pending is not None:
         log_train(*pending)
@@ -177,12 +222,16 @@ def train(config, workdir: str, overrides: dict | None = None,
         log_train(*pending)  # now, not late: it also guards the checkpoint against NaNs
         pending = None
       if is_eval:
-        results = evaluate(task, par, eval_step, state)
+        if not evaluated:
+          watchdog.hold("compiling the evaluation step")
+          evaluated = True
+        results = evaluate(task, par, eval_step, state, beat=watchdog.beat)
         writer.write(step, "eval", results)
         bar.write(f"step {step}: eval " + " ".join(f"{k}={v:.4f}" for k, v in results.items()))
         window[:] = [step, time.time()]  # throughput excludes evaluation
       if is_ckpt:
         save(step)
+        watchdog.beat(f"checkpoint at step {step} started")
       if watcher.should_stop(sync_now=is_log):
         if pending is not None:
           log_train(*pending)
@@ -193,13 +242,21 @@ def train(config, workdir: str, overrides: dict | None = None,
         log(f"Preempted by signal {watcher.signal or 'on another process'}: checkpoint at step "
             f"{step} written; rerun the same command to resume.")
         return EXIT_PREEMPTED
+    watchdog.beat("training done; finishing the last checkpoint")
+    finished = True
   finally:
     watcher.restore()
     bar.close()
     writer.close()
     ckpt.close()  # also on errors: finishes saves already started (the last good state)
-  if task.on_end is not None:
-    params, model_state = par.host((state.params, state.model_state))  # collective
-    if is_main:
-      task.on_end(params, model_state, workdir)
+    if not finished:
+      watchdog.stop()
+  try:
+    if task.on_end is not None:
+      watchdog.beat("last checkpoint written; gathering the parameters for the end of run")
+      params, model_state = par.host((state.params, state.model_state))  # collective
+      if is_main:
+        task.on_end(params, model_state, workdir)
+  finally:
+    watchdog.stop()
   return EXIT_OK
