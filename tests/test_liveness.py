@@ -68,6 +68,28 @@ def test_in_flight_waits_for_the_one_before_last():
   assert done == ["c0", "c1", "c2"]  # c3 may still run while the host prepares the next
 
 
+def test_two_process_evaluation_of_300_batches_finishes():
+  """Without InFlight, this deadlocked in 3 of 3 tries (every process blocked in gloo)."""
+  port = _free_port()
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  worker = os.path.join(REPO, "tests", "eval_worker.py")
+  procs = [subprocess.Popen([sys.executable, worker, str(i), str(port)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  try:
+    outs = [p.communicate(timeout=120) for p in procs]
+  except subprocess.TimeoutExpired:
+    outs = None
+  finally:
+    for p in procs:
+      p.kill()  # SIGKILL: a process blocked in a collective ignores SIGTERM
+  assert outs is not None, "the two-process evaluation hung"
+  for i, (p, (out, err)) in enumerate(zip(procs, outs)):
+    assert p.returncode == 0, err[-3000:]
+    assert f"process {i} evaluated 4800 examples" in out
+
+
 def _start(workdir, corpus_dir, data_dir, port, process_id, extra):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
              JAX_PLATFORMS="cpu")
