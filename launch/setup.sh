@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv (if missing) and installs the pinned environment from requirements.lock.
-# Idempotent: a second run only checks that everything is installed.
+# Creates .venv (if missing) and installs the pinned environment from requirements.lock
+# (exact versions, hash-checked; regenerate it with launch/lock.sh), then this checkout,
+# editable, wherever it is. Idempotent: a second run only checks that all is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
