@@ -67,8 +67,11 @@ def main():
     outcome, seconds = run_once(i, args, extra, root)
     passed += outcome == "ok"
     print(f"run {i + 1}/{args.runs}: {outcome} ({seconds:.0f} s)", flush=True)
+  kept = f"; logs of failed runs in {root}" if passed < args.runs else ""
+  if not kept and not args.keep:
+    shutil.rmtree(root, ignore_errors=True)
   print(f"finished: {passed}/{args.runs} multi-process runs ({args.processes} processes x "
-        f"{args.devices} CPU devices); logs of failed runs in {root}", flush=True)
+        f"{args.devices} CPU devices){kept}", flush=True)
   sys.exit(0 if passed == args.runs else 1)
 
 
