@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ssl_jax import models
+from ssl_jax import cli, models
 from ssl_jax.errors import EXIT_CONFIG, ConfigError
 
 
@@ -82,16 +82,6 @@ USAGE = ("Usage: python -m ssl_jax.sample --workdir DIR --prompt TEXT --max_new_
          "[--temperature T] [--top_k K] [--seed S]")
 
 
-def parse_flags(argv):
-  """absl parsing, but a bad flag exits 2 with one paragraph instead of 1."""
-  from absl import flags
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    print(f"error: {e}\n{USAGE}", file=sys.stderr)
-    sys.exit(EXIT_CONFIG)
-
-
 def usage_error(f, argv) -> str | None:
   """What is wrong with the command line, checked before the checkpoint is read."""
   if len(argv) > 1:
@@ -136,4 +126,4 @@ if __name__ == "__main__":
   flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 is greedy.")
   flags.DEFINE_integer("top_k", 40, "Sample among the k most likely tokens; 0 for all.")
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
-  app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)
+  app.run(lambda argv: sys.exit(main(argv)), flags_parser=cli.flags_parser(USAGE))

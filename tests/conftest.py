@@ -54,13 +54,18 @@ def tiny_lm_config(source: str, data_dir: str, **overrides):
   c.model.num_layers, c.model.num_heads, c.model.width = 1, 2, 32
   c.total_steps, c.batch_size, c.log_every, c.eval_every, c.checkpoint_every = 12, 8, 2, 6, 6
   c.eval_steps, c.optim.warmup_steps = 2, 2
-  for key, value in overrides.items():
-    target = c
+  return set_fields(c, overrides)
+
+
+def set_fields(config, changes: dict):
+  """Applies {"dotted.field": value} changes to config in place; returns it."""
+  for key, value in changes.items():
     *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
-  return c
+    node = config
+    for part in path:
+      node = node[part]
+    node[last] = value
+  return config
 
 
 TINY_CLI_FLAGS = [

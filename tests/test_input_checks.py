@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, set_fields
 from ssl_jax import config_check, failures, train
 from ssl_jax.errors import ConfigError, DataError, StorageError
 
@@ -22,14 +22,7 @@ def load_config(name: str, **changes):
   spec = importlib.util.spec_from_file_location(f"cfg_{name}", f"{REPO}/configs/{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config()
-  for key, value in changes.items():
-    *path, last = key.split(".")
-    node = config
-    for part in path:
-      node = node[part]
-    node[last] = value
-  return config
+  return set_fields(module.get_config(), changes)
 
 
 BAD_FIELDS = [

@@ -11,7 +11,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from ssl_jax.errors import ConfigError
 from ssl_jax.objectives import simclr
 
-from conftest import REPO
+from conftest import REPO, set_fields
 
 N_DEV = 8
 
@@ -104,13 +104,7 @@ def tiny_simclr_config(data_dir, **changes):
   c.model.width = 4
   c.head.out_dim = 8
   c.eval_steps = 1
-  for key, value in changes.items():
-    node = c
-    *path, last = key.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = value
-  return c
+  return set_fields(c, changes)
 
 
 def test_simclr_task_loss_is_global_on_8_devices(data_dir):

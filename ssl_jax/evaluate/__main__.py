@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from ssl_jax import enable_compilation_cache, evaluate, failures, hugepages
+from ssl_jax import cli, enable_compilation_cache, evaluate, failures, hugepages
 from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, EXIT_STORAGE, ConfigError, DataError
 
 _DEFAULTS = evaluate.Options()
@@ -41,14 +41,6 @@ _DATA_DIR = flags.DEFINE_string(
 USAGE = ("Usage: python -m ssl_jax.evaluate --workdir DIR --protocol "
          f"{'|'.join(evaluate.PROTOCOLS)} [--data_dir DIR] [--data_source GLOB_OR_DIR] "
          "[--baselines=false] [--seed S]")
-
-
-def parse_flags(argv):
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    print(f"error: {e}\n{USAGE}", file=sys.stderr)
-    sys.exit(EXIT_CONFIG)
 
 
 def options_error(options) -> str | None:
@@ -122,4 +114,4 @@ def main(argv):
 
 if __name__ == "__main__":
   hugepages.reexec_if_wanted()
-  app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)
+  app.run(lambda argv: sys.exit(main(argv)), flags_parser=cli.flags_parser(USAGE))
