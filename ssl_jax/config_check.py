@@ -158,6 +158,17 @@ def check(config, objective_checks: bool = True):
     tasks.validate(config)
 
 
+def check_local_path(what: str, path: str):
+  """ConfigError for a URL: object stores (gs://, s3://) are not supported yet, and treated
+  as a local path, gs://bucket/run would become a folder named 'gs:' in the current one."""
+  if "://" in str(path):
+    scheme = str(path).split("://", 1)[0]
+    raise ConfigError(
+        f"{what}={path}: {scheme}:// storage is not supported yet. Use a path on a local or "
+        "shared filesystem; on a TPU pod, mount the bucket (e.g. with gcsfuse) and pass the "
+        "mounted path, such as /mnt/bucket/run.")
+
+
 def resolve_paths(config):
   """Makes data.source and data.data_dir absolute (in place), so the recorded config still
   names the same files when a run is resumed or evaluated from another directory."""
@@ -166,16 +177,17 @@ def resolve_paths(config):
   data = config.data
   if "source" in data and data.get("name") in LOCAL_DATASETS:
     source = str(data.source)
-    if source.strip() and source != STDLIB_SOURCE and "://" not in source:
+    check_local_path("data.source", source)
+    if source.strip() and source != STDLIB_SOURCE:
       data.source = os.path.abspath(os.path.expanduser(source))
-  if "data_dir" in data and data.data_dir and "://" not in data.data_dir:
+  if "data_dir" in data and data.data_dir:
+    check_local_path("data.data_dir", data.data_dir)
     data.data_dir = os.path.abspath(os.path.expanduser(data.data_dir))
 
 
 def check_workdir(workdir: str):
   """ConfigError unless workdir is (or can be created as) a writable directory; creates nothing."""
-  if "://" in workdir:
-    return  # remote storage: its client reports its own errors
+  check_local_path("--workdir", workdir)
   path = os.path.abspath(workdir)
   if os.path.exists(path) and not os.path.isdir(path):
     raise ConfigError(f"--workdir {path} is a file, not a directory; choose another --workdir.")

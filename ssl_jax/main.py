@@ -120,6 +120,11 @@ def run_command(argv, command) -> int:
     print(f"error: could not load --config: {e}", file=sys.stderr)
     return EXIT_CONFIG
   overrides = dict(config_flags.get_override_values(flags.FLAGS["config"]))
+  try:
+    config_check.check_local_path("--workdir", _WORKDIR.value)
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return EXIT_CONFIG
   workdir = os.path.abspath(_WORKDIR.value)
   try:
     # Everything that needs neither JAX nor data, before either is touched.

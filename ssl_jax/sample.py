@@ -88,6 +88,11 @@ def usage_error(f, argv) -> str | None:
     return f"unexpected arguments {argv[1:]}"
   if not f.workdir:
     return "--workdir is required."
+  from ssl_jax import config_check
+  try:
+    config_check.check_local_path("--workdir", f.workdir)
+  except ConfigError as e:
+    return str(e)
   if f.max_new_tokens < 1:
     return f"--max_new_tokens must be at least 1; got {f.max_new_tokens}."
   if f.temperature < 0:

@@ -220,3 +220,19 @@ def test_hugepages_reexec_once_keeping_other_tunables():
   if hugepages.wanted({k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}):
     expected += ":glibc.malloc.hugetlb=1"
   assert out.stdout == expected + "\n"  # one line: the re-executed process did not exec again
+
+
+@pytest.mark.parametrize("module,args", [
+    ("ssl_jax.main", ["--config", "configs/gpt_tiny.py", "--workdir", "gs://bucket/run"]),
+    ("ssl_jax.main", ["--config", "configs/gpt_tiny.py", "--workdir", "WORKDIR",
+                      "--config.data.data_dir=gs://bucket/tfds"]),
+    ("ssl_jax.sample", ["--workdir", "gs://bucket/run", "--prompt", "a", "--max_new_tokens", "3"]),
+    ("ssl_jax.evaluate", ["--workdir", "gs://bucket/run", "--protocol", "perplexity"]),
+])
+def test_object_store_urls_are_refused_not_turned_into_local_folders(module, args, tmp_path):
+  """Until object stores are supported, gs://bucket/run must not become ./gs:/bucket/run."""
+  args = [str(tmp_path / "w") if a == "WORKDIR" else a for a in args]
+  out = run_cli(module, *args)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert "gs:// storage is not supported yet" in out.stderr and "Traceback" not in out.stderr
+  assert not os.path.exists(os.path.join(REPO, "gs:")) and not os.path.exists(tmp_path / "w")
