@@ -112,6 +112,8 @@ def main(argv):
     print(f"error: {problem}\n{USAGE}", file=sys.stderr)
     return EXIT_CONFIG
   logging.set_verbosity(logging.WARNING)
+  from ssl_jax import failures
+  failures.quiet_storage_noise()  # tensorstore's late callbacks into closed event loops
   try:
     model_cfg, tok, params = load_for_sampling(f.workdir)
     text = generate(model_cfg, tok, params, f.prompt, f.max_new_tokens, jax.random.key(f.seed),
