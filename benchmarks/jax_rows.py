@@ -12,6 +12,7 @@ import numpy as np
 import optax
 
 from ssl_jax.models.gpt import GPT
+from ssl_jax.models.layers import resolve_backends
 from ssl_jax.objectives import next_token
 from ssl_jax.step import TrainState, make_train_step
 from ssl_jax.tasks import Task
@@ -59,9 +60,11 @@ def gpt_adamw():
 
 
 def gpt_row(layers, heads, width, seq, batch, vocab, flops_per_token, dtype="float32",
-            remat=False):
+            remat=False, attention="auto", matmul="auto"):
+  """attention, matmul: as model.attention and model.matmul ("auto": the platform's choice)."""
+  backends = resolve_backends({"attention": attention, "matmul": matmul})
   model = GPT(vocab_size=vocab, max_len=seq, num_layers=layers, num_heads=heads, width=width,
-              dtype=jnp.dtype(dtype), remat=remat)
+              dtype=jnp.dtype(dtype), remat=remat, **backends)
   bytes_V = jnp.ones((vocab,), jnp.float32)
 
   def apply_fn(params, tokens, rng, train):
