@@ -46,23 +46,24 @@ def matmul_peak(n, steps, windows):
 
 def gpt_check(shape, peak, steps, windows, dtype):
   from benchmarks import jax_rows
-  from ssl_jax.models import gpt
+  from ssl_jax.models import layers
   flops_per_token = common.gpt_train_flops_per_token(shape)
   kw = dict(layers=shape.layers, heads=shape.heads, width=shape.width, seq=shape.seq,
             batch=shape.batch, vocab=shape.vocab, flops_per_token=flops_per_token, dtype=dtype)
+  attention = layers.resolve_attention("auto", layers.run_platform())
   t0 = time.time()
   try:
-    row = jax_rows.gpt_row(**kw)
+    row = jax_rows.gpt_row(**kw, attention=attention)
   except Exception as e:  # e.g. a cuDNN without the fused kernel: retry on the XLA path
-    log(f"gpt with attention={gpt.ATTENTION_IMPL} failed ({type(e).__name__}: {e}); "
-        "retrying with XLA attention")
-    gpt.ATTENTION_IMPL = "xla"
-    row = jax_rows.gpt_row(**kw)
+    log(f"gpt with attention={attention} failed ({type(e).__name__}: {e}); "
+        "retrying with attention=xla")
+    attention = "xla"
+    row = jax_rows.gpt_row(**kw, attention=attention)
   compile_s = time.time() - t0
   per_step, times = timed(row, steps, windows)
   achieved = flops_per_token * shape.tokens / per_step
   return {"name": "gpt2_small", "shape": shape.label, "dtype": dtype,
-          "attention": gpt.ATTENTION_IMPL, "params_m": row.extra.get("params_m"),
+          "attention": attention, "params_m": row.extra.get("params_m"),
           "tokens_per_s": round(shape.tokens / per_step),
           "step_ms": round(per_step * 1e3, 2), "tflops_per_s": round(achieved / 1e12, 1),
           "mfu_vs_spec": round(achieved / H200_BF16_DENSE_SPEC, 3),

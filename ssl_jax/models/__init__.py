@@ -4,16 +4,22 @@ import jax.numpy as jnp
 from ssl_jax.errors import ConfigError
 
 
-def language_model(cfg, vocab_size: int, decode: bool = False):
+def language_model(cfg, vocab_size: int, decode: bool = False, platform: str | None = None):
   """The language model config.model names: "gpt" (decoder), "bert" (bidirectional encoder
-  sharing the GPT blocks) or "lstm" (the classic baseline)."""
+  sharing the GPT blocks) or "lstm" (the classic baseline).
+
+  platform: of the devices the model runs on (default: the run's), which resolves
+  model.attention and model.matmul "auto" (layers.resolve_backends).
+  """
   dtype = jnp.dtype(cfg.dtype)
   if cfg.name in ("gpt", "bert"):
+    from ssl_jax.models import layers
     from ssl_jax.models.gpt import Transformer
-    return Transformer(causal=cfg.name == "gpt", vocab_size=vocab_size, max_len=cfg.max_len, num_layers=cfg.num_layers,
-               num_heads=cfg.num_heads, width=cfg.width, mlp_ratio=cfg.mlp_ratio,
-               dropout=cfg.dropout, position=cfg.position, decode=decode, remat=cfg.remat,
-               dtype=dtype)
+    return Transformer(causal=cfg.name == "gpt", vocab_size=vocab_size, max_len=cfg.max_len,
+                       num_layers=cfg.num_layers, num_heads=cfg.num_heads, width=cfg.width,
+                       mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout, position=cfg.position,
+                       decode=decode, remat=cfg.remat, dtype=dtype,
+                       **layers.resolve_backends(cfg, platform))
   if cfg.name == "lstm":
     from ssl_jax.models.lstm import LSTMLanguageModel
     return LSTMLanguageModel(vocab_size=vocab_size, max_len=cfg.max_len,

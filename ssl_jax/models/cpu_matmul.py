@@ -6,7 +6,7 @@ derivative, for one), and it runs a weight gradient x^T g (a contraction over to
 about half speed when the result has more rows than columns (K > F, as in an MLP's 4D -> D
 projection). This product writes its backward pass out: dx = g w^T, and dw = x^T g, or
 (g^T x)^T when K > F. Same values up to summation order; the GPT step on the developers'
-CPU is 15-20% faster (benchmarks/NOTES.md). Other backends keep XLA's default product.
+CPU is 15-20% faster (benchmarks/NOTES.md). Where it is used is layers.py's choice.
 """
 import math
 
@@ -35,8 +35,9 @@ def _matmul_bwd(res, g_NxF):
 _matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
-def _dot_general(x, w, dimension_numbers, precision=None, preferred_element_type=None):
-  """x's trailing axes contracted with w's leading axes, as one 2-D _matmul."""
+def dot_general(x, w, dimension_numbers, precision=None, preferred_element_type=None):
+  """For nn.Dense(dot_general=...): x's trailing axes contracted with w's leading axes, as
+  one 2-D _matmul; any other contraction is XLA's."""
   (x_axes, w_axes), (x_batch, _) = dimension_numbers
   n = len(x_axes)
   if (x_batch or tuple(x_axes) != tuple(range(x.ndim - n, x.ndim))
@@ -47,7 +48,3 @@ def _dot_general(x, w, dimension_numbers, precision=None, preferred_element_type
   y_NxF = _matmul(x.reshape(-1, K), w.reshape(K, -1))
   return y_NxF.reshape(*x.shape[:x.ndim - n], *w.shape[n:])
 
-
-def dot_general():
-  """For `nn.Dense(..., dot_general=cpu_matmul.dot_general())`: None (XLA's) off CPU."""
-  return _dot_general if jax.default_backend() == "cpu" else None

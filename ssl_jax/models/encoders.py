@@ -4,9 +4,10 @@ import jax.numpy as jnp
 from ssl_jax.errors import ConfigError
 
 
-def image_encoder(cfg, bn_axis_name: str | None = None):
+def image_encoder(cfg, bn_axis_name: str | None = None, platform: str | None = None):
   """A ResNet (name "resnet": depth, stem, width) or a ViT (name "vit": patch_size, depth,
-  width, num_heads, mlp_ratio, pool), both exposing `features_dim`."""
+  width, num_heads, mlp_ratio, pool, matmul), both exposing `features_dim`. platform: of the
+  devices the encoder runs on (default: the run's), which resolves model.matmul "auto"."""
   dtype = jnp.dtype(cfg.get("dtype", "float32"))
   if cfg.name == "resnet":
     from ssl_jax.models.resnet import STAGES, ResNet
@@ -18,6 +19,7 @@ def image_encoder(cfg, bn_axis_name: str | None = None):
     return ResNet(depth=cfg.depth, stem=cfg.stem, width=cfg.width, bn_axis_name=bn_axis_name,
                   dtype=dtype)
   if cfg.name == "vit":
+    from ssl_jax.models import layers
     from ssl_jax.models.vit import ViT
     if cfg.width % cfg.num_heads:
       raise ConfigError(f"model.width={cfg.width} is not divisible by model.num_heads="
@@ -26,7 +28,7 @@ def image_encoder(cfg, bn_axis_name: str | None = None):
       raise ConfigError(f"model.pool must be 'cls' or 'mean', got {cfg.pool!r}.")
     return ViT(patch_size=cfg.patch_size, depth=cfg.depth, width=cfg.width,
                num_heads=cfg.num_heads, mlp_ratio=cfg.get("mlp_ratio", 4), pool=cfg.pool,
-               dtype=dtype)
+               dtype=dtype, matmul=layers.resolve_backends(cfg, platform)["matmul"])
   raise ConfigError(f"model.name must be 'resnet' or 'vit' for an image encoder, got {cfg.name!r}.")
 
 

@@ -4,23 +4,20 @@ Pre-LayerNorm blocks, learned or rotary positions, tied output embedding. With
 `decode=True` attention keeps a key/value cache in the "cache" collection so that
 generation costs one token's work per step.
 
-Attention picks its kernel by platform (benchmarks/NOTES.md has the measurements):
-cuDNN's fused kernel on GPU in bf16/fp16; elsewhere plain XLA, head-major, and for long
-causal sequences split into query blocks that skip the keys above the diagonal. On CPU,
-the dense layers other than the attention output use cpu_matmul's hand-written backward.
+The attention kernel and the dense products are the resolved `attention` and `matmul`
+choices of layers.py (config fields model.attention and model.matmul): cuDNN's fused kernel,
+plain XLA (head-major), or XLA split into query blocks that skip the keys above the
+diagonal for long causal sequences.
 """
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ssl_jax.models import cpu_matmul
+from ssl_jax.models import layers
 
 _init = nn.initializers.normal(0.02)
 _NEG = -1e30  # masked logit; finite so that fully masked rows stay NaN-free
 _QUERY_BLOCK = 64  # causal blocking: rows per query block on the XLA path
-# "auto": cuDNN where it applies (GPU, bf16/fp16, no explicit mask), else XLA. "xla" forces
-# the XLA path everywhere (a fallback where a cuDNN build lacks the fused kernel).
-ATTENTION_IMPL = "auto"
 
 
 def rotary(x_BxTxHxK, positions_T):
@@ -64,12 +61,14 @@ def _blocked_causal(q_BxHxTxK, k_BxHxTxK, v_BxHxTxK, num_blocks: int):
   return jnp.concatenate(outs, axis=2)
 
 
-def attention(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, *, causal: bool, mask=None):
-  """Scaled dot-product attention: out_BxTxHxK. mask: boolean Bx1xTxS-broadcastable or None."""
+def attention(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, *, causal: bool, mask=None, kernel="xla"):
+  """Scaled dot-product attention: out_BxTxHxK. mask: boolean Bx1xTxS-broadcastable or None.
+
+  kernel: a resolved layers.ATTENTION_CHOICES entry; where it does not apply, plain XLA.
+  """
   T, S, K = q_BxTxHxK.shape[1], k_BxSxHxK.shape[1], q_BxTxHxK.shape[-1]
-  on_gpu = jax.default_backend() == "gpu"
   fused_ok = mask is None and T == S and q_BxTxHxK.dtype in (jnp.bfloat16, jnp.float16)
-  if ATTENTION_IMPL == "auto" and on_gpu and fused_ok:
+  if kernel == "cudnn" and fused_ok:
     return jax.nn.dot_product_attention(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, is_causal=causal,
                                         implementation="cudnn")
   # XLA path. Heads-major layout so the batched products need no per-block transposes.
@@ -77,7 +76,7 @@ def attention(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, *, causal: bool, mask=None):
   k_BxHxSxK, v_BxHxSxK = k_BxSxHxK.transpose(0, 2, 1, 3), v_BxSxHxK.transpose(0, 2, 1, 3)
   num_blocks = min(T // _QUERY_BLOCK, 8)  # more, smaller blocks cost more than they skip
   blocked = causal and mask is None and T == S and T % _QUERY_BLOCK == 0 and num_blocks > 1
-  if blocked and not on_gpu:  # measured on CPU only; GPUs keep one full-size product
+  if blocked and kernel == "blocked":
     out_BxHxTxK = _blocked_causal(q_BxHxTxK, k_BxHxSxK, v_BxHxSxK, num_blocks)
   else:
     out_BxHxTxK = _softmax_attend(q_BxHxTxK, k_BxHxSxK, v_BxHxSxK,
@@ -92,14 +91,16 @@ class Attention(nn.Module):
   decode: bool = False
   dtype: jnp.dtype = jnp.float32
   out_init: nn.initializers.Initializer = _init
+  attention_kernel: str = "xla"  # resolved model.attention
+  matmul: str = "xla"  # resolved model.matmul
 
   @nn.compact
   def __call__(self, x_BxTxD, positions_T, pad_mask_BxT=None):
     B, T, D = x_BxTxD.shape
     H = self.num_heads
     # One fused projection for q, k and v.
-    qkv = nn.DenseGeneral((3, H, D // H), dtype=self.dtype, kernel_init=_init, name="qkv",
-                          dot_general=cpu_matmul.dot_general())(x_BxTxD)
+    qkv = layers.dense_general((3, H, D // H), matmul=self.matmul, dtype=self.dtype,
+                               kernel_init=_init, name="qkv")(x_BxTxD)
     q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     if self.rope:
       q_BxTxHxK, k_BxTxHxK = rotary(q_BxTxHxK, positions_T), rotary(k_BxTxHxK, positions_T)
@@ -119,9 +120,10 @@ class Attention(nn.Module):
         causal = False
     if pad_mask_BxT is not None:
       mask = pad_mask_BxT[:, None, None, :]
-    out_BxTxHxK = attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, causal=causal, mask=mask)
-    return nn.DenseGeneral(D, axis=(-2, -1), dtype=self.dtype, kernel_init=self.out_init,
-                           name="out")(out_BxTxHxK)  # not cpu_matmul: its input is a transpose
+    out_BxTxHxK = attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, causal=causal, mask=mask,
+                            kernel=self.attention_kernel)
+    return layers.dense_general(D, matmul=self.matmul, axis=(-2, -1), dtype=self.dtype,
+                                kernel_init=self.out_init, name="out")(out_BxTxHxK)
 
 
 class Block(nn.Module):
@@ -133,6 +135,8 @@ class Block(nn.Module):
   rope: bool = False
   decode: bool = False
   dtype: jnp.dtype = jnp.float32
+  attention: str = "xla"  # resolved model.attention
+  matmul: str = "xla"  # resolved model.matmul
 
   @nn.compact
   def __call__(self, x_BxTxD, positions_T, pad_mask_BxT=None, train=False):
@@ -142,14 +146,15 @@ class Block(nn.Module):
     drop = nn.Dropout(self.dropout, deterministic=not train)
     h = nn.LayerNorm(dtype=self.dtype, name="ln_attn")(x_BxTxD)
     h = Attention(self.num_heads, self.causal, self.rope, self.decode, self.dtype, out_init,
+                  attention_kernel=self.attention, matmul=self.matmul,
                   name="attn")(h, positions_T, pad_mask_BxT)
     x_BxTxD = x_BxTxD + drop(h)
     h = nn.LayerNorm(dtype=self.dtype, name="ln_mlp")(x_BxTxD)
-    h = nn.Dense(self.mlp_ratio * D, dtype=self.dtype, kernel_init=_init, name="mlp_in",
-                 dot_general=cpu_matmul.dot_general())(h)
+    h = layers.dense(self.mlp_ratio * D, matmul=self.matmul, dtype=self.dtype,
+                     kernel_init=_init, name="mlp_in")(h)
     h = nn.gelu(h)
-    h = nn.Dense(D, dtype=self.dtype, kernel_init=out_init, name="mlp_out",
-                 dot_general=cpu_matmul.dot_general())(h)
+    h = layers.dense(D, matmul=self.matmul, dtype=self.dtype, kernel_init=out_init,
+                     name="mlp_out")(h)
     return x_BxTxD + drop(h)
 
 
@@ -167,6 +172,9 @@ class Transformer(nn.Module):
   decode: bool = False
   remat: bool = False
   dtype: jnp.dtype = jnp.float32
+  # Resolved backend choices (layers.resolve_backends); plain XLA unless a caller chose.
+  attention: str = "xla"
+  matmul: str = "xla"
 
   def setup(self):
     # dtype: the tied output projection (the largest matmul at GPT-2's vocabulary) runs in
@@ -177,7 +185,8 @@ class Transformer(nn.Module):
     block = nn.remat(Block, static_argnums=(4,)) if self.remat else Block
     self.blocks = [
         block(self.num_heads, self.num_layers, self.mlp_ratio, self.dropout, self.causal,
-              self.position == "rope", self.decode, self.dtype, name=f"block{i}")
+              self.position == "rope", self.decode, self.dtype, attention=self.attention,
+              matmul=self.matmul, name=f"block{i}")
         for i in range(self.num_layers)]
     self.ln_f = nn.LayerNorm(dtype=self.dtype)
     self.drop = nn.Dropout(self.dropout)

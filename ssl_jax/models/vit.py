@@ -8,17 +8,18 @@ import functools
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ssl_jax.models import cpu_matmul
+from ssl_jax.models import layers
 
 
 class MlpBlock(nn.Module):
   hidden: int
   dtype: jnp.dtype = jnp.float32
+  matmul: str = "xla"  # resolved model.matmul (layers.py)
 
   @nn.compact
   def __call__(self, x_BxNxD):
     D = x_BxNxD.shape[-1]
-    dense = functools.partial(nn.Dense, dtype=self.dtype, dot_general=cpu_matmul.dot_general())
+    dense = functools.partial(layers.dense, matmul=self.matmul, dtype=self.dtype)
     y = nn.gelu(dense(self.hidden)(x_BxNxD))
     return dense(D)(y)
 
@@ -27,6 +28,7 @@ class EncoderBlock(nn.Module):
   num_heads: int
   mlp_ratio: int = 4
   dtype: jnp.dtype = jnp.float32
+  matmul: str = "xla"
 
   @nn.compact
   def __call__(self, x_BxNxD):
@@ -35,7 +37,7 @@ class EncoderBlock(nn.Module):
     x_BxNxD = x_BxNxD + nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dtype=self.dtype)(y, y)
     y = nn.LayerNorm(dtype=self.dtype)(x_BxNxD)
-    return x_BxNxD + MlpBlock(self.mlp_ratio * D, self.dtype)(y)
+    return x_BxNxD + MlpBlock(self.mlp_ratio * D, self.dtype, self.matmul)(y)
 
 
 class ViT(nn.Module):
@@ -46,6 +48,7 @@ class ViT(nn.Module):
   mlp_ratio: int = 4
   pool: str = "cls"  # "cls" (class token) or "mean" (of the patch tokens)
   dtype: jnp.dtype = jnp.float32
+  matmul: str = "xla"  # resolved model.matmul (layers.py)
 
   @property
   def features_dim(self) -> int:
@@ -67,7 +70,8 @@ class ViT(nn.Module):
                            (1, x_BxNxD.shape[1], D))
     x_BxNxD = x_BxNxD + pos_1xNxD.astype(x.dtype)
     for i in range(self.depth):
-      x_BxNxD = EncoderBlock(self.num_heads, self.mlp_ratio, self.dtype, name=f"block{i}")(x_BxNxD)
+      x_BxNxD = EncoderBlock(self.num_heads, self.mlp_ratio, self.dtype, self.matmul,
+                             name=f"block{i}")(x_BxNxD)
     x_BxNxD = nn.LayerNorm(dtype=self.dtype, name="final_norm")(x_BxNxD)
     pooled_BxD = x_BxNxD[:, 0] if self.pool == "cls" else jnp.mean(x_BxNxD, 1)
     return pooled_BxD.astype(jnp.float32)
