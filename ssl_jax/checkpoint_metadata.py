@@ -14,6 +14,7 @@ import re
 import ml_collections
 
 from ssl_jax.errors import ConfigError
+from ssl_jax.models.layers import ATTENTION_CHOICES, MATMUL_CHOICES
 
 # Config fields that name files or directories: replaced, never read from a checkpoint.
 PATH_FIELDS = ("data.source", "data.data_dir")
@@ -32,6 +33,8 @@ NAMES = {
     "model.position": ("learned", "rope"),
     "model.stem": ("cifar", "imagenet"),
     "model.pool": ("cls", "mean"),
+    "model.attention": ATTENTION_CHOICES,
+    "model.matmul": MATMUL_CHOICES,
     "data.tokenizer": ("bytes", "sentencepiece", "words"),
 }
 PATTERNS = {

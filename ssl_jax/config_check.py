@@ -9,6 +9,7 @@ import math
 import os
 
 from ssl_jax.errors import ConfigError
+from ssl_jax.models.layers import ATTENTION_CHOICES, MATMUL_CHOICES
 from ssl_jax.tasks import TASKS
 
 STDLIB_SOURCE = "stdlib"  # data.source naming the interpreter's standard library
@@ -79,6 +80,8 @@ RULES = {
     "model.stem": one_of("cifar", "imagenet"),
     "model.patch_size": POSITIVE_INT,
     "model.pool": one_of("mean", "cls"),
+    "model.attention": one_of(*ATTENTION_CHOICES),
+    "model.matmul": one_of(*MATMUL_CHOICES),
     "head.hidden_dim": NON_NEGATIVE_INT,  # 0: the encoder's feature size
     "head.out_dim": POSITIVE_INT,
     "head.num_layers": POSITIVE_INT,
@@ -101,6 +104,10 @@ RULES = {
     "optim.grad_clip": NON_NEGATIVE,  # 0: no clipping
     "mesh.fsdp": POSITIVE_INT,
 }
+
+# Fields added after runs were recorded, with the value those runs had (run.json and
+# checkpoints without them resume and evaluate as before).
+ADDED_FIELDS = {"model.attention": "auto", "model.matmul": "auto"}
 
 # What one objective needs beyond RULES (a field here replaces its RULES entry).
 _CONTRASTIVE = {

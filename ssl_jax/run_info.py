@@ -99,8 +99,11 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 def config_diff(recorded: dict, current: dict) -> list[str]:
   """Lines 'field: recorded -> current' for every field that differs (JSON-normalised)."""
-  old = _flatten(json.loads(json.dumps(recorded, default=str)))
+  from ssl_jax.config_check import ADDED_FIELDS
   new = _flatten(json.loads(json.dumps(current, default=str)))
+  # A field added after a run was recorded had its default there.
+  old = {**{k: v for k, v in ADDED_FIELDS.items() if k in new},
+         **_flatten(json.loads(json.dumps(recorded, default=str)))}
   missing = object()
   return [f"  {k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}"
           for k in sorted(set(old) | set(new)) if old.get(k, missing) != new.get(k, missing)]
