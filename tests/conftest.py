@@ -46,7 +46,6 @@ def run_cli(module, *args, env=None, timeout=600):
 
 def tiny_lm_config(source: str, data_dir: str, **overrides):
   """configs/gpt_tiny.py shrunk to seconds: 1 layer, width 32, sequences of 32 bytes."""
-  sys.path.insert(0, REPO)
   from configs import gpt_tiny
   c = gpt_tiny.get_config()
   c.data.source, c.data.data_dir = source, data_dir
