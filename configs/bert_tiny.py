@@ -2,11 +2,9 @@
 
 Same corpus, tokenizer and Transformer blocks as configs/gpt_tiny.py; a few CPU minutes.
 """
-import os
-import sys
+import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gpt_tiny  # noqa: E402  (configs load by path; share the GPT config's fields)
+from configs import gpt_tiny  # the GPT config's corpus, tokenizer and blocks
 
 
 def get_config():
@@ -16,7 +14,7 @@ def get_config():
   c.total_steps = 1200
   c.batch_size = 16  # only the 15% chosen tokens carry a loss: larger batches than GPT's
   c.optim.lr = 1e-3
-  c.mlm = c.__class__()
+  c.mlm = ml_collections.ConfigDict()
   c.mlm.rate = 0.15  # of tokens chosen; of those 80% [MASK], 10% random, 10% kept
   c.mlm.masking = "token"  # or "span" (contiguous spans of span_length tokens)
   c.mlm.span_length = 3

@@ -1,13 +1,9 @@
 """BYOL on scikit-learn's digits: the same encoder, views and budget as simclr_digits.py,
 so the two methods compare directly (python -m ssl_jax.evaluate ... linear|knn|fewshot).
 """
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import simclr_digits  # noqa: E402  (configs load by path; share the SimCLR recipe's fields)
+from configs import simclr_digits  # the SimCLR recipe's data, encoder, views and budget
 
 
 def get_config():

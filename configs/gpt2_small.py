@@ -9,21 +9,13 @@ H200: benchmarks/device_check.sh and benchmarks/RESULTS.md.
 """
 import ml_collections
 
+from configs import common
+
 
 def get_config():
-  c = ml_collections.ConfigDict()
-  c.objective = "next_token"
-  c.seed = 0
-  c.total_steps = 20000
-  c.batch_size = 32  # sequences of 1024 tokens: 32k tokens per step
-  c.grad_accum = 1
-  c.log_every = 50
-  c.eval_every = 1000
-  c.eval_steps = 20
-  c.checkpoint_every = 1000
-  c.keep_checkpoints = 3
-  c.parallel = "jit"  # or "pmap" (classic replicated data parallel)
-  c.skip_nonfinite = False  # True: a NaN/Inf step is skipped instead of stopping the run
+  # batch_size: sequences of 1024 tokens, 32k tokens per step.
+  c = common.loop("next_token", total_steps=20000, batch_size=32, log_every=50,
+                  eval_every=1000, eval_steps=20, checkpoint_every=1000, keep_checkpoints=3)
   c.sample_prompt = "def "
 
   c.data = ml_collections.ConfigDict()
@@ -48,17 +40,8 @@ def get_config():
   c.model.max_len = 1024
   c.model.remat = False  # activations fit an H200 at this batch; True trades compute for memory
   c.model.dtype = "bfloat16"  # compute dtype; params stay float32
+  common.add_backends(c.model)
 
-  c.optim = ml_collections.ConfigDict()
-  c.optim.name = "adamw"
-  c.optim.lr = 6e-4
-  c.optim.warmup_steps = 700
-  c.optim.min_lr_ratio = 0.1
-  c.optim.b1 = 0.9
-  c.optim.b2 = 0.95
-  c.optim.weight_decay = 0.1
-  c.optim.grad_clip = 1.0
-
-  c.mesh = ml_collections.ConfigDict()
-  c.mesh.fsdp = 1
+  c.optim = common.adamw(6e-4, warmup_steps=700)
+  c.mesh = common.mesh()
   return c

@@ -6,21 +6,12 @@ positions learn much faster per second here than fewer, larger batches or learne
 """
 import ml_collections
 
+from configs import common
+
 
 def get_config():
-  c = ml_collections.ConfigDict()
-  c.objective = "next_token"
-  c.seed = 0
-  c.total_steps = 2400
-  c.batch_size = 8
-  c.grad_accum = 1
-  c.log_every = 50
-  c.eval_every = 600
-  c.eval_steps = 64
-  c.checkpoint_every = 600
-  c.keep_checkpoints = 3
-  c.parallel = "jit"  # or "pmap" (classic replicated data parallel)
-  c.skip_nonfinite = False  # True: a NaN/Inf step is skipped instead of stopping the run
+  c = common.loop("next_token", total_steps=2400, batch_size=8, log_every=50, eval_every=600,
+                  eval_steps=64, checkpoint_every=600, keep_checkpoints=3)
   c.sample_prompt = "def "
 
   c.data = ml_collections.ConfigDict()
@@ -45,17 +36,8 @@ def get_config():
   c.model.max_len = 256
   c.model.remat = False
   c.model.dtype = "float32"  # compute dtype; params stay float32
+  common.add_backends(c.model)
 
-  c.optim = ml_collections.ConfigDict()
-  c.optim.name = "adamw"
-  c.optim.lr = 3e-3
-  c.optim.warmup_steps = 100
-  c.optim.min_lr_ratio = 0.1
-  c.optim.b1 = 0.9
-  c.optim.b2 = 0.95
-  c.optim.weight_decay = 0.1
-  c.optim.grad_clip = 1.0
-
-  c.mesh = ml_collections.ConfigDict()
-  c.mesh.fsdp = 1
+  c.optim = common.adamw(3e-3, warmup_steps=100)
+  c.mesh = common.mesh()
   return c

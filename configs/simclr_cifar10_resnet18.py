@@ -12,24 +12,18 @@ Needs CIFAR-10 prepared as array_record (no network at run time):
 """
 import ml_collections
 
+from configs import common
+
 TRAIN_IMAGES = 50_000
+BATCH_SIZE = 512
 
 
 def get_config():
-  c = ml_collections.ConfigDict()
-  c.objective = "simclr"
-  c.seed = 0
-  c.batch_size = 512
-  steps_per_epoch = TRAIN_IMAGES // c.batch_size
-  c.total_steps = 1000 * steps_per_epoch
-  c.grad_accum = 1
-  c.log_every = 100
-  c.eval_every = 10 * steps_per_epoch
-  c.eval_steps = 20  # 10k test images
-  c.checkpoint_every = 5 * steps_per_epoch
-  c.keep_checkpoints = 3
-  c.parallel = "jit"
-  c.skip_nonfinite = False
+  steps_per_epoch = TRAIN_IMAGES // BATCH_SIZE
+  c = common.loop("simclr", total_steps=1000 * steps_per_epoch, batch_size=BATCH_SIZE,
+                  log_every=100, eval_every=10 * steps_per_epoch,
+                  eval_steps=20,  # 10k test images
+                  checkpoint_every=5 * steps_per_epoch, keep_checkpoints=3)
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "cifar10"
@@ -53,6 +47,7 @@ def get_config():
   c.model.stem = "cifar"
   c.model.width = 64
   c.model.dtype = "bfloat16"  # compute dtype; params, BN statistics and the loss stay float32
+  common.add_backends(c.model, attention=False)
 
   c.head = ml_collections.ConfigDict()
   c.head.hidden_dim = 0  # the encoder's width (512)
@@ -62,16 +57,7 @@ def get_config():
   c.simclr = ml_collections.ConfigDict()
   c.simclr.temperature = 0.5
 
-  c.optim = ml_collections.ConfigDict()
-  c.optim.name = "lars"
-  c.optim.lr = 1.0 * c.batch_size / 256
-  c.optim.warmup_steps = 10 * steps_per_epoch
-  c.optim.min_lr_ratio = 0.0
-  c.optim.b1 = 0.9  # momentum
-  c.optim.b2 = 0.999  # unused by LARS
-  c.optim.weight_decay = 1e-4
-  c.optim.grad_clip = 0.0
-
-  c.mesh = ml_collections.ConfigDict()
-  c.mesh.fsdp = 1
+  c.optim = common.lars(1.0 * c.batch_size / 256, warmup_steps=10 * steps_per_epoch,
+                       weight_decay=1e-4)
+  c.mesh = common.mesh()
   return c

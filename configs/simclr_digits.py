@@ -6,21 +6,13 @@ Results and timings: docs/simclr_digits.md.
 """
 import ml_collections
 
+from configs import common
+
 
 def get_config():
-  c = ml_collections.ConfigDict()
-  c.objective = "simclr"
-  c.seed = 0
-  c.total_steps = 1000
-  c.batch_size = 128
-  c.grad_accum = 1
-  c.log_every = 50
-  c.eval_every = 500
-  c.eval_steps = 4
-  c.checkpoint_every = 500
-  c.keep_checkpoints = 2
-  c.parallel = "jit"  # or "pmap": NT-Xent and batch norm then gather over the device axis
-  c.skip_nonfinite = False
+  # parallel="pmap" works too: NT-Xent and batch norm then gather over the device axis.
+  c = common.loop("simclr", total_steps=1000, batch_size=128, log_every=50, eval_every=500,
+                  eval_steps=4, checkpoint_every=500, keep_checkpoints=2)
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "digits"  # digits | image_folder | a TFDS image dataset (cifar10, ...)
@@ -49,6 +41,7 @@ def get_config():
   c.model.num_heads = 4
   c.model.mlp_ratio = 4
   c.model.pool = "mean"  # or "cls"
+  common.add_backends(c.model, attention=False)
 
   c.head = ml_collections.ConfigDict()
   c.head.hidden_dim = 0  # 0 = the encoder's feature size
@@ -58,16 +51,7 @@ def get_config():
   c.simclr = ml_collections.ConfigDict()
   c.simclr.temperature = 0.5  # as SimCLR on CIFAR (0.2: -1 to -3 points here)
 
-  c.optim = ml_collections.ConfigDict()
-  c.optim.name = "lars"
-  c.optim.lr = 1.0 * c.batch_size / 256  # SimCLR's linear scaling
-  c.optim.warmup_steps = 50
-  c.optim.min_lr_ratio = 0.0
-  c.optim.b1 = 0.9  # momentum
-  c.optim.b2 = 0.999  # unused by LARS
-  c.optim.weight_decay = 1e-5
-  c.optim.grad_clip = 0.0
-
-  c.mesh = ml_collections.ConfigDict()
-  c.mesh.fsdp = 1
+  c.optim = common.lars(1.0 * c.batch_size / 256,  # SimCLR's linear scaling
+                       warmup_steps=50, weight_decay=1e-5)
+  c.mesh = common.mesh()
   return c

@@ -7,10 +7,8 @@ import os
 import subprocess
 import sys
 
+from benchmarks import bench, common
 from conftest import REPO
-
-sys.path.insert(0, REPO)
-from benchmarks import bench, common  # noqa: E402
 
 
 def test_scaling_rows_are_json_with_the_documented_fields():

@@ -93,7 +93,7 @@ def _main_patched(tmp_path, patch: str, *flags, source, data_dir):
   import sys
   driver = tmp_path / "driver.py"
   driver.write_text(
-      f"import sys\nsys.path.insert(0, {REPO!r})\nfrom absl import app\nfrom ssl_jax import main\n"
+      "import sys\nfrom absl import app\nfrom ssl_jax import main\n"
       + patch +
       "\napp.run(lambda argv: sys.exit(main.main(argv)), flags_parser=main.parse_flags)\n")
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}

@@ -86,8 +86,6 @@ def test_masked_lm_trains(tmp_path, data_dir):
   cfg = tiny_lm_config(str(corpus / "*.txt"), data_dir, total_steps=30, eval_every=30,
                        checkpoint_every=30, **{"model.name": "bert", "optim.lr": 1e-2})
   cfg.objective = "masked_lm"
-  import sys
-  sys.path.insert(0, "configs")
   from configs import bert_tiny
   cfg.mlm = bert_tiny.get_config().mlm
   cfg.mlm.masking, cfg.mlm.deletion_rate = "span", 0.1
