@@ -4,14 +4,13 @@ The metadata item also records a checksum of every state array (checksums.py), c
 on restore: a checkpoint whose data files were damaged after writing counts as unreadable.
 """
 import contextlib
-import os
 import sys
 
 import grain
 import jax
 import orbax.checkpoint as ocp
 
-from ssl_jax import checksums
+from ssl_jax import checksums, storage
 
 CHECKSUMS = "checksums"  # metadata key; popped before metadata is handed back
 MAX_RELISTS = 20  # readers re-list at most this often when steps vanish under them
@@ -69,11 +68,11 @@ class Checkpointer:
     return out["state"], metadata
 
   def _step_path(self, step: int) -> str:
-    return os.path.join(str(self.manager.directory), str(step))
+    return storage.join(str(self.manager.directory), str(step))
 
   def _local_target(self, step: int):
     """Shapes and dtypes as saved, placed on this process's first device (any topology)."""
-    path = os.path.join(self._step_path(step), "state")
+    path = storage.join(self._step_path(step), "state")
     tree = ocp.StandardCheckpointer().metadata(path).item_metadata
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
@@ -94,9 +93,9 @@ class Checkpointer:
       except Exception as e:  # any failure to read means this checkpoint is unusable
         path = self._step_path(step)
         aside = "aside"
-        if jax.process_index() == 0 and os.path.exists(path):
+        if jax.process_index() == 0 and storage.exists(path):
           aside = _free_name(f"{path}.unreadable")
-          os.replace(path, aside)
+          storage.rename(path, aside)
         if jax.process_count() > 1:
           from jax.experimental import multihost_utils
           multihost_utils.sync_global_devices(f"ssl_jax_unreadable_{step}")
@@ -125,7 +124,7 @@ class Checkpointer:
           state, metadata = self.restore(step, abstract_state)
           return step, state, metadata
         except Exception as e:  # any failure to read: try an older one
-          if not os.path.isdir(self._step_path(step)):
+          if not storage.isdir(self._step_path(step)):
             vanished = True  # deleted under us: newer steps may exist now
             break
           failed[step] = e
@@ -141,9 +140,6 @@ class Checkpointer:
         f"{', '.join(map(str, sorted(failed)))}; the newest failed with {_brief(failed[max(failed)])}). "
         "Resume training from a good copy of the workdir, or train again.")
 
-  def wait(self):
-    self.manager.wait_until_finished()
-
   def close(self):
     if self.manager is not None:
       self.manager.wait_until_finished()
@@ -154,7 +150,7 @@ class Checkpointer:
 def _free_name(path: str) -> str:
   """path, or path.1, path.2, ...: the first that does not exist yet."""
   candidate, n = path, 0
-  while os.path.exists(candidate):
+  while storage.exists(candidate):
     n += 1
     candidate = f"{path}.{n}"
   return candidate
@@ -195,8 +191,11 @@ def load_latest(workdir: str, warn=None):
   ConfigError if there are none or none restores.
   """
   from ssl_jax.errors import ConfigError
-  path = os.path.join(os.path.abspath(workdir), "checkpoints")
-  if not os.path.isdir(path):
+  workdir = storage.resolve("--workdir", workdir)
+  if storage.is_url(workdir):
+    storage.check_url("--workdir", workdir, write=False)
+  path = storage.join(workdir, "checkpoints")
+  if not storage.isdir(path):
     raise ConfigError(f"No checkpoints in {workdir}; train first with python -m ssl_jax.main.")
   with _quiet_orbax():
     ckpt = Checkpointer(path, read_only=True)

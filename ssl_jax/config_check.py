@@ -8,6 +8,7 @@ the user sees all of them in one paragraph. Types are already enforced by ml_col
 import math
 import os
 
+from ssl_jax import storage
 from ssl_jax.errors import ConfigError
 from ssl_jax.models.layers import ATTENTION_CHOICES, MATMUL_CHOICES
 from ssl_jax.tasks import TASKS
@@ -166,19 +167,18 @@ def check(config, objective_checks: bool = True):
 
 
 def check_local_path(what: str, path: str):
-  """ConfigError for a URL: object stores (gs://, s3://) are not supported yet, and treated
-  as a local path, gs://bucket/run would become a folder named 'gs:' in the current one."""
-  if "://" in str(path):
-    scheme = str(path).split("://", 1)[0]
+  """ConfigError for a URL where only a local path works (a text corpus or image folder is
+  read file by file with the standard library)."""
+  if storage.is_url(path):
     raise ConfigError(
-        f"{what}={path}: {scheme}:// storage is not supported yet. Use a path on a local or "
-        "shared filesystem; on a TPU pod, mount the bucket (e.g. with gcsfuse) and pass the "
-        "mounted path, such as /mnt/bucket/run.")
+        f"{what}={path}: must be a local or mounted path. To train on data in object storage, "
+        "prepare it as a TFDS dataset into a gs:// data_dir (data.data_dir) instead.")
 
 
 def resolve_paths(config):
   """Makes data.source and data.data_dir absolute (in place), so the recorded config still
-  names the same files when a run is resumed or evaluated from another directory."""
+  names the same files when a run is resumed or evaluated from another directory.
+  data.data_dir may be a gs:// URL."""
   if "data" not in config:
     return
   data = config.data
@@ -188,13 +188,15 @@ def resolve_paths(config):
     if source.strip() and source != STDLIB_SOURCE:
       data.source = os.path.abspath(os.path.expanduser(source))
   if "data_dir" in data and data.data_dir:
-    check_local_path("data.data_dir", data.data_dir)
-    data.data_dir = os.path.abspath(os.path.expanduser(data.data_dir))
+    data.data_dir = storage.resolve("data.data_dir", data.data_dir)
 
 
 def check_workdir(workdir: str):
-  """ConfigError unless workdir is (or can be created as) a writable directory; creates nothing."""
-  check_local_path("--workdir", workdir)
+  """ConfigError unless workdir is (or can be created as) a writable directory, or a gs://
+  location this account can write; creates nothing."""
+  if storage.is_url(workdir):
+    storage.check_url("--workdir", storage.resolve("--workdir", workdir), write=True)
+    return
   path = os.path.abspath(workdir)
   if os.path.exists(path) and not os.path.isdir(path):
     raise ConfigError(f"--workdir {path} is a file, not a directory; choose another --workdir.")

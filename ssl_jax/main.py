@@ -10,7 +10,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from ssl_jax import config_check, enable_compilation_cache, failures, hugepages
+from ssl_jax import config_check, enable_compilation_cache, failures, hugepages, storage
 from ssl_jax.errors import (EXIT_CONFIG, EXIT_DATA, EXIT_DIVERGED, EXIT_STORAGE, ConfigError,
                             DataError)
 
@@ -121,11 +121,10 @@ def run_command(argv, command) -> int:
     return EXIT_CONFIG
   overrides = dict(config_flags.get_override_values(flags.FLAGS["config"]))
   try:
-    config_check.check_local_path("--workdir", _WORKDIR.value)
+    workdir = storage.resolve("--workdir", _WORKDIR.value)  # a local path or a gs:// URL
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return EXIT_CONFIG
-  workdir = os.path.abspath(_WORKDIR.value)
   try:
     # Everything that needs neither JAX nor data, before either is touched.
     config_check.resolve_paths(config)

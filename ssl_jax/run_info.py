@@ -5,9 +5,10 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 
 import jax
+
+from ssl_jax import storage
 
 _LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "tensorflow-datasets",
               "array_record", "numpy", "ml_collections", "sentencepiece")
@@ -50,20 +51,8 @@ def collect(config, overrides: dict) -> dict:
 
 
 def write(path: str, info: dict):
-  """Atomically: a reader sees the old file or the new one, never a part (unique temp name)."""
-  fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
-                             dir=os.path.dirname(path))
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(info, f, indent=2, sort_keys=True, default=str)
-      f.flush()
-      os.fsync(f.fileno())  # so a crash soon after cannot leave an empty run.json
-    os.chmod(tmp, 0o644)  # mkstemp makes it private
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  """Atomically: a reader sees the old file or the new one, never a part (storage.py)."""
+  storage.write_atomic(path, json.dumps(info, indent=2, sort_keys=True, default=str))
 
 
 class Unreadable(ValueError):
@@ -72,8 +61,7 @@ class Unreadable(ValueError):
 
 def read(path: str) -> dict:
   """The recorded run info; Unreadable (saying what is wrong) if the file is damaged."""
-  with open(path, "rb") as f:
-    data = f.read()
+  data = storage.read_bytes(path)
   if not data.strip():
     raise Unreadable("it is empty")
   try:

@@ -88,9 +88,9 @@ def usage_error(f, argv) -> str | None:
     return f"unexpected arguments {argv[1:]}"
   if not f.workdir:
     return "--workdir is required."
-  from ssl_jax import config_check
+  from ssl_jax import storage
   try:
-    config_check.check_local_path("--workdir", f.workdir)
+    storage.resolve("--workdir", f.workdir)
   except ConfigError as e:
     return str(e)
   if f.max_new_tokens < 1:

@@ -7,14 +7,15 @@
       trains the config twice (DIR/run_a, DIR/run_b) and reports whether every metric and
       every parameter is bit-identical, naming the first differing step and metric if not.
 """
+import io
 import json
-import os
 import sys
 
 import numpy as np
 from absl import flags
 
 from ssl_jax import main as entry
+from ssl_jax import storage
 from ssl_jax.errors import EXIT_CONFIG, EXIT_OK, ConfigError
 from ssl_jax.metrics import read_metrics
 
@@ -68,8 +69,10 @@ def plot_curves(runs: dict[int, list[dict]], path: str):
   ax.set_ylabel("loss")
   ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  png = io.BytesIO()
+  fig.savefig(png, format="png", dpi=120)
   plt.close(fig)
+  storage.write_atomic(path, png.getvalue())
 
 
 def first_difference(a: list[dict], b: list[dict]) -> str | None:
@@ -117,9 +120,9 @@ def parse_seeds(text: str) -> list[int]:
 def run(config, workdir: str, overrides: dict) -> int:
   from ssl_jax import train
   seeds = None if _CHECK.value else parse_seeds(_SEEDS.value)  # before the workdir is made
-  os.makedirs(workdir, exist_ok=True)
+  storage.makedirs(workdir)
   if _CHECK.value:
-    dirs = [os.path.join(workdir, name) for name in ("run_a", "run_b")]
+    dirs = [storage.join(workdir, name) for name in ("run_a", "run_b")]
     for d in dirs:
       code = train.train(config, d, overrides)
       if code != EXIT_OK:
@@ -128,26 +131,36 @@ def run(config, workdir: str, overrides: dict) -> int:
     diff = diff or params_difference(*dirs)
     verdict = {"bit_identical": diff is None, "first_difference": diff}
     print(json.dumps(verdict))
-    with open(os.path.join(workdir, "determinism.json"), "w") as f:
-      json.dump(verdict, f, indent=2)
+    _write(storage.join(workdir, "determinism.json"), json.dumps(verdict, indent=2))
     return EXIT_OK if diff is None else 1
   runs = {}
   for seed in seeds:
     config.seed = seed
-    d = os.path.join(workdir, f"seed_{seed}")
+    d = storage.join(workdir, f"seed_{seed}")
     code = train.train(config, d, {**overrides, "seed": seed})
     if code != EXIT_OK:
       return code
     runs[seed] = read_metrics(d)
   table = summarize({s: final_metrics(rows) for s, rows in runs.items()})
-  with open(os.path.join(workdir, "sweep.json"), "w") as f:
-    json.dump({"seeds": seeds, "final": table}, f, indent=2)
   text = markdown(table, seeds)
-  with open(os.path.join(workdir, "sweep.md"), "w") as f:
-    f.write(text)
-  plot_curves(runs, os.path.join(workdir, "curves.png"))
+  _write(storage.join(workdir, "sweep.json"), json.dumps({"seeds": seeds, "final": table},
+                                                         indent=2))
+  _write(storage.join(workdir, "sweep.md"), text)
+  if _is_main():
+    plot_curves(runs, storage.join(workdir, "curves.png"))
   print(text)
   return EXIT_OK
+
+
+def _is_main() -> bool:
+  import jax
+  return jax.process_index() == 0
+
+
+def _write(path: str, text: str):
+  """Summaries are written by process 0 only, whole (storage.py)."""
+  if _is_main():
+    storage.write_atomic(path, text)
 
 
 def main(argv):

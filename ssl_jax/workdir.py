@@ -1,8 +1,9 @@
 """The workdir's own state: one trainer at a time (DIR/.lock) and the recorded config (DIR/run.json).
 
-The lock is an flock on DIR/.lock. The OS drops it when its holder exits or crashes, so it
-is never stale and needs no cleanup; the file only names the holder for the refusal
-message. It is held until the process exits (a sweep holds one per run it trains).
+On a local filesystem the lock is an flock on DIR/.lock. The OS drops it when its holder
+exits or crashes, so it is never stale and needs no cleanup; the file only names the
+holder for the refusal message. It is held until the process exits (a sweep holds one per
+run it trains). Object stores have no locks: there DIR/.lock is a lease (object_lock.py).
 """
 import errno
 import fcntl
@@ -13,7 +14,7 @@ import time
 
 import jax
 
-from ssl_jax import run_info
+from ssl_jax import object_lock, run_info, storage
 from ssl_jax.errors import ConfigError
 
 LOCK_FILE = ".lock"
@@ -34,6 +35,9 @@ def lock(workdir: str, log=print):
   A refused trainer changes nothing in the workdir. Where the filesystem cannot lock (some
   NFS mounts), it warns and goes on unlocked.
   """
+  if storage.is_url(workdir):
+    object_lock.acquire(storage.join(workdir, LOCK_FILE), log)
+    return
   key = os.path.realpath(workdir)
   if key in _held:  # this process already trains here (e.g. a second call in one process)
     return
@@ -65,6 +69,9 @@ def lock(workdir: str, log=print):
 
 def release(workdir: str):
   """Drops this process's lock on workdir (the OS does it at exit; for tests and tools)."""
+  if storage.is_url(workdir):
+    object_lock.release(storage.join(workdir, LOCK_FILE))
+    return
   fd = _held.pop(os.path.realpath(workdir), None)
   if fd is not None:
     os.close(fd)
@@ -81,10 +88,7 @@ def _read_holder(fd) -> str:
 
 def has_checkpoint(workdir: str) -> bool:
   """Whether DIR/checkpoints holds a finished step to resume from (not only unfinished saves)."""
-  try:
-    names = os.listdir(os.path.join(workdir, "checkpoints"))
-  except FileNotFoundError:
-    return False
+  names = storage.listdir(storage.join(workdir, "checkpoints"))
   return any(name.isdigit() for name in names)
 
 
@@ -94,9 +98,9 @@ def record_config(workdir: str, config, overrides: dict, allow_change: bool, log
   Before the first checkpoint nothing has been trained with the recorded config, so a
   different one (a retry after a failed first start) simply replaces it.
   """
-  path = os.path.join(workdir, "run.json")
+  path = storage.join(workdir, "run.json")
   is_main = jax.process_index() == 0
-  if not os.path.exists(path):
+  if not storage.exists(path):
     if is_main:
       run_info.write(path, run_info.collect(config, overrides))
     return
@@ -133,13 +137,13 @@ def _replace_unreadable(path, problem, config, overrides, allow_change: bool, lo
     raise ConfigError(
         f"{path} is damaged: {problem}. The checkpoints are unaffected. Restore run.json "
         "from a backup, or rerun with --allow_config_change to keep the damaged file as "
-        f"{os.path.basename(aside)} and record the current config in a new run.json.")
-  if os.path.exists(aside):  # an earlier damaged copy stays too
+        f"{storage.basename(aside)} and record the current config in a new run.json.")
+  if storage.exists(aside):  # an earlier damaged copy stays too
     aside += time.strftime(".%Y%m%d-%H%M%S")
   log(f"WARNING: {path} is damaged ({problem}); kept it as {aside} and recorded the current "
       "config (--allow_config_change).")
   if jax.process_index() == 0:
-    os.replace(path, aside)
+    storage.rename(path, aside)
     info = run_info.collect(config, overrides)
     info["config_changes"] = [{"time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                "diff": [f"  (earlier record unreadable, kept as {aside})"]}]

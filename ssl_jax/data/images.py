@@ -11,13 +11,14 @@ Augmentation happens later, on device (data/augment.py).
 """
 import dataclasses
 import os
-import sys
 
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from ssl_jax.data import fingerprint, image_builders, pipeline
+from ssl_jax import storage
+from ssl_jax.data import fingerprint, image_builders, pipeline, prepare
+from ssl_jax.data.prepare import data_dir
 from ssl_jax.errors import DataError
 
 DIGITS = "digits"
@@ -25,24 +26,19 @@ IMAGE_FOLDER = "image_folder"
 KNOWN_TFDS = ("cifar10", "cifar100", "stl10", "imagenet2012")
 
 
-def data_dir(cfg) -> str:
-  return os.path.expanduser(cfg.data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
-
-
 def _local_builder(cfg):
+  """The project's own builder for cfg, prepared in data_dir(cfg) if it is not yet."""
   if cfg.name == DIGITS:
-    return image_builders.Digits(data_dir=data_dir(cfg))
-  return image_builders.ImageFolder(root=cfg.source, data_dir=data_dir(cfg))
+    make = lambda root: image_builders.Digits(data_dir=root)  # noqa: E731
+  else:
+    make = lambda root: image_builders.ImageFolder(root=cfg.source, data_dir=root)  # noqa: E731
+  return prepare.prepared(make, data_dir(cfg), cfg.name)
 
 
 def open_split(cfg, split: str):
   """(random-access source of {"image", "label", ...} examples, number of classes)."""
   if cfg.name in (DIGITS, IMAGE_FOLDER):
     builder = _local_builder(cfg)
-    if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
-      print(f"Preparing {cfg.name} as array_record in {builder.data_dir} ...", file=sys.stderr,
-            flush=True)
-      builder.download_and_prepare()
     source = builder.as_data_source(split=split)
     info = builder.info
   else:
@@ -53,8 +49,8 @@ def open_split(cfg, split: str):
     try:
       source = tfds.data_source(cfg.name, data_dir=data_dir(cfg), split=split, download=False)
     except Exception as e:  # tfds raises several types for "not prepared" / "unknown split"
-      folder = os.path.join(data_dir(cfg), cfg.name.split(":")[0].split("/")[0])
-      if not os.path.isdir(folder):  # tfds's own message is misleading then
+      folder = storage.join(data_dir(cfg), cfg.name.split(":")[0].split("/")[0])
+      if not storage.isdir(folder):  # tfds's own message is misleading then
         raise DataError(f"TFDS dataset {cfg.name!r} is not in {data_dir(cfg)}. {how}") from e
       raise DataError(f"Could not open TFDS dataset {cfg.name!r} split {split!r} in "
                       f"{data_dir(cfg)}: {e}\n{how}") from e

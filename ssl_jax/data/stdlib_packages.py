@@ -13,6 +13,7 @@ import zlib
 
 import tensorflow_datasets as tfds
 
+from ssl_jax.data import prepare
 from ssl_jax.data.text_builder import source_files
 
 NUM_CLASSES = 8
@@ -106,9 +107,7 @@ class StdlibPackages(tfds.core.GeneratorBasedBuilder):
 
 def load(data_dir: str):
   """(train source, test source, class names), preparing the dataset on first use."""
-  builder = StdlibPackages(data_dir=data_dir)
-  if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
-    print(f"Preparing the stdlib-packages task in {builder.data_dir} ...", flush=True)
-    builder.download_and_prepare()
+  builder = prepare.prepared(lambda root: StdlibPackages(data_dir=root), data_dir,
+                             "the stdlib-packages task")
   return (builder.as_data_source(split="train"), builder.as_data_source(split="test"),
           builder.info.features["label"].names)

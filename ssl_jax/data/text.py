@@ -4,30 +4,27 @@ Each split is tokenized once into a flat token array (documents separated by EOS
 cached as .npy next to the TFDS data and memory-mapped; sequence i is tokens[i*T : i*T+T+1].
 """
 import dataclasses
+import hashlib
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
-from ssl_jax.data import fingerprint, pipeline, tokenizers
+from ssl_jax import storage
+from ssl_jax.data import fingerprint, pipeline, prepare, tokenizers
+from ssl_jax.data.prepare import data_dir
 from ssl_jax.data.text_builder import LocalText
 from ssl_jax.errors import ConfigError, DataError
 
 LOCAL = "local_text"
 
 
-def data_dir(cfg) -> str:
-  return os.path.expanduser(cfg.data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
-
-
 def open_split(cfg, split: str):
   """(random-access source of examples, dataset name with version) for a split."""
   if cfg.name == LOCAL:
-    builder = LocalText(source=cfg.source, data_dir=data_dir(cfg))
-    if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
-      print(f"Preparing {cfg.source!r} as array_record in {builder.data_dir} ...", flush=True)
-      builder.download_and_prepare()
+    builder = prepare.prepared(lambda root: LocalText(source=cfg.source, data_dir=root),
+                               data_dir(cfg), repr(cfg.source))
     return builder.as_data_source(split=split), builder.info.full_name
   try:
     source = tfds.data_source(cfg.name, data_dir=data_dir(cfg), split=split, download=False)
@@ -50,8 +47,17 @@ def _docs(source, key: str, limit: int | None = None):
 
 
 def _tokenize_split(source, key, tok, path) -> np.ndarray:
-  if os.path.exists(path):
-    return np.load(path, mmap_mode="r")
+  """The split's tokens, memory-mapped from the cache at path (tokenized once).
+
+  A cache in object storage is copied to a local one first (a URL cannot be mapped).
+  """
+  local = _local_copy(path) if storage.is_url(path) else path
+  if os.path.exists(local):
+    return np.load(local, mmap_mode="r")
+  if local != path and storage.exists(path):
+    storage.filesystem(path).get_file(path, local + ".tmp")
+    os.replace(local + ".tmp", local)
+    return np.load(local, mmap_mode="r")
   dtype = np.uint16 if tok.vocab_size <= 65535 else np.int32
   pieces = []
   for doc in tqdm(_docs(source, key), total=len(source), desc=f"tokenizing {os.path.basename(path)}",
@@ -59,11 +65,20 @@ def _tokenize_split(source, key, tok, path) -> np.ndarray:
     pieces.append(tok.encode(doc).astype(dtype))
     pieces.append(np.array([tok.eos_id], dtype))
   tokens = np.concatenate(pieces) if pieces else np.zeros([0], dtype)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "wb") as f:
+  os.makedirs(os.path.dirname(local), exist_ok=True)
+  with open(local + ".tmp", "wb") as f:
     np.save(f, tokens)
-  os.replace(path + ".tmp", path)
-  return np.load(path, mmap_mode="r")
+  os.replace(local + ".tmp", local)
+  if local != path:
+    storage.filesystem(path).put_file(local, path)
+  return np.load(local, mmap_mode="r")
+
+
+def _local_copy(url: str) -> str:
+  """Where this host keeps its copy of a token cache that lives at url."""
+  digest = hashlib.sha1(url.encode()).hexdigest()[:16]
+  root = os.environ.get("SSL_JAX_CACHE", os.path.expanduser("~/.cache/ssl_jax"))
+  return os.path.join(root, "tokens", f"{digest}.{storage.basename(url)}")
 
 
 @dataclasses.dataclass
@@ -93,7 +108,7 @@ def _load(cfg) -> TextData:
   if features is not None and cfg.text_key not in features:  # before any cached tokens are used
     raise ConfigError(f"data.text_key={cfg.text_key!r} is not a feature of {name}; it has "
                       f"{', '.join(features)}.")
-  cache = os.path.join(data_dir(cfg), "ssl_jax_tokens", name.replace("/", "_"))
+  cache = storage.join(data_dir(cfg), "ssl_jax_tokens", name.replace("/", "_"))
   tok = tokenizers.build(cfg.tokenizer, cfg.vocab_size,
                          lambda: _docs(train_src, cfg.text_key, limit=5000), cache)
   sid = tokenizers.spec_id(tok.spec)

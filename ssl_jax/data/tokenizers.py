@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from ssl_jax import storage
 from ssl_jax.errors import ConfigError
 
 
@@ -147,9 +148,8 @@ def build(kind: str, vocab_size: int, train_docs, cache_path: str):
   if kind not in ("sentencepiece", "words"):
     raise ConfigError(f"data.tokenizer must be 'bytes', 'sentencepiece' or 'words', got {kind!r}.")
   path = f"{cache_path}.{kind}{vocab_size}.json"
-  if os.path.exists(path):
-    with open(path) as f:
-      return from_spec(json.load(f))
+  if storage.exists(path):
+    return from_spec(json.loads(storage.read_bytes(path)))
   if kind == "sentencepiece" and vocab_size < 512:
     raise ConfigError("data.vocab_size must be at least 512 for sentencepiece (256 byte "
                       f"fallback pieces plus the corpus' characters), got {vocab_size}.")
@@ -157,8 +157,6 @@ def build(kind: str, vocab_size: int, train_docs, cache_path: str):
     raise ConfigError(f"data.vocab_size must be at least 3 for words, got {vocab_size}.")
   cls = SentencePieceTokenizer if kind == "sentencepiece" else WordTokenizer
   tok = cls.train(train_docs(), vocab_size)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(tok.spec, f)
-  os.replace(path + ".tmp", path)
+  storage.makedirs(os.path.dirname(path))
+  storage.write_atomic(path, json.dumps(tok.spec))
   return tok

@@ -13,7 +13,7 @@ import sys
 from absl import app, flags
 
 from ssl_jax import (cli, config_check, enable_compilation_cache, evaluate, failures,
-                     hugepages)
+                     hugepages, storage)
 from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, EXIT_STORAGE, ConfigError, DataError
 
 _DEFAULTS = evaluate.Options()
@@ -77,16 +77,17 @@ def main(argv):
       finetune_steps=_FT_STEPS.value, finetune_lr=_FT_LR.value,
       data_source=_DATA_SOURCE.value, data_dir=_DATA_DIR.value)
   problem = options_error(options)
-  for what, path in (("--workdir", _WORKDIR.value), ("--data_dir", _DATA_DIR.value),
-                     ("--data_source", _DATA_SOURCE.value)):
-    try:
-      config_check.check_local_path(what, path or "")
-    except ConfigError as e:
-      problem = problem or str(e)
+  workdir = None
+  try:
+    workdir = storage.resolve("--workdir", _WORKDIR.value)  # a local path or a gs:// URL
+    if _DATA_DIR.value:
+      storage.resolve("--data_dir", _DATA_DIR.value)
+    config_check.check_local_path("--data_source", _DATA_SOURCE.value or "")
+  except ConfigError as e:
+    problem = problem or str(e)
   if problem:
     print(f"error: {problem}\n{USAGE}", file=sys.stderr)
     return EXIT_CONFIG
-  workdir = os.path.abspath(_WORKDIR.value)
   failures.quiet_storage_noise()
   try:
     result = evaluate.evaluate(workdir, _PROTOCOL.value, options)
