@@ -5,8 +5,10 @@ import optax
 from ssl_jax.errors import ConfigError
 
 
-def _matrices(params):
-  """Weight decay (and LARS trust ratios) apply to weight matrices and kernels, not biases/norms."""
+def weight_decay_mask(params):
+  """Weight decay (and LARS trust ratios) apply to weight matrices and kernels, not biases/norms.
+
+  The one mask of the project: training, fine-tuning and the benchmarks all use it."""
   return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
@@ -17,10 +19,10 @@ def make(cfg, total_steps: int):
       decay_steps=max(total_steps, cfg.warmup_steps + 1), end_value=cfg.lr * cfg.min_lr_ratio)
   if cfg.name == "adamw":
     tx = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay,
-                     mask=_matrices)
+                     mask=weight_decay_mask)
   elif cfg.name == "lars":
-    tx = optax.lars(schedule, weight_decay=cfg.weight_decay, weight_decay_mask=_matrices,
-                    trust_ratio_mask=_matrices, momentum=cfg.b1)
+    tx = optax.lars(schedule, weight_decay=cfg.weight_decay, weight_decay_mask=weight_decay_mask,
+                    trust_ratio_mask=weight_decay_mask, momentum=cfg.b1)
   else:
     raise ConfigError(f"optim.name must be 'adamw' or 'lars', got {cfg.name!r}.")
   if cfg.grad_clip:

@@ -56,6 +56,37 @@ def tiny_lm_config(source: str, data_dir: str, **overrides):
   return set_fields(c, overrides)
 
 
+def load_config(name: str, **changes):
+  """configs/NAME.py's config with dotted-field changes applied."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(f"cfg_{name}", f"{REPO}/configs/{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return set_fields(module.get_config(), changes)
+
+
+def tiny_simclr_config(data_dir: str, **changes):
+  """configs/simclr_digits.py shrunk to seconds: batch 16, a 4-wide encoder, one eval batch."""
+  return load_config("simclr_digits", **{
+      "data.data_dir": data_dir, "batch_size": 16, "model.width": 4, "head.out_dim": 8,
+      "eval_steps": 1, **changes})
+
+
+def metric_rows(workdir: str) -> list:
+  """Every row of workdir/metrics.jsonl, in order."""
+  import json
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def free_port() -> int:
+  """A TCP port nothing listens on now (for a coordinator address)."""
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
 def set_fields(config, changes: dict):
   """Applies {"dotted.field": value} changes to config in place; returns it."""
   for key, value in changes.items():

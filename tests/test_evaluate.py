@@ -9,7 +9,7 @@ import pytest
 from ssl_jax import evaluate
 from ssl_jax.evaluate import fewshot, knn, linear
 
-from conftest import run_cli, tiny_lm_config
+from conftest import metric_rows, run_cli, tiny_lm_config
 
 K, D = 4, 16
 
@@ -110,6 +110,36 @@ def test_finetune_trains_encoder_and_head():
                encoder.state["batch_stats"]["BatchNorm_0"]["mean"])
 
 
+def test_feature_protocols_score_every_encoder_under_its_own_name():
+  """One runner for linear, knn and fewshot: the pretrained encoder's metrics keep their
+  names, each baseline's carry its name, and every encoder is timed."""
+  import jax.numpy as jnp
+  from ssl_jax.evaluate.transfer import Encoder, Labelled, Transfer, score_features
+
+  def scaled(params, state, x, train):
+    return x * params["scale"], state
+
+  transfer = Transfer(
+      Encoder(scaled, {"scale": jnp.float32(2.0)}), Labelled(*clusters(3, 0)),
+      Labelled(*clusters(2, 1)), K,
+      random_init=lambda key: Encoder(scaled, {"scale": jnp.float32(0.0)}),
+      raw=Encoder(scaled, {"scale": jnp.float32(1.0)}), raw_name="raw_inputs")
+
+  def score(train_NxD, test_MxD, transfer, options):
+    return {"rows": len(train_NxD) + len(test_MxD), "total": float(np.abs(test_MxD).sum())}
+
+  test_total = float(np.abs(transfer.test.inputs).sum())
+  out = score_features(transfer, evaluate.Options(), score)
+  assert out.keys() == {f"{name}{metric}" for name in ("", "raw_inputs_", "random_init_")
+                        for metric in ("rows", "total", "seconds")}
+  assert out["rows"] == out["raw_inputs_rows"] == 3 * K + 2 * K
+  np.testing.assert_allclose([out["total"], out["raw_inputs_total"], out["random_init_total"]],
+                             [2 * test_total, test_total, 0.0], rtol=1e-5)
+  assert all(out[f"{name}seconds"] >= 0 for name in ("", "raw_inputs_", "random_init_"))
+  alone = score_features(transfer, evaluate.Options(baselines=False), score)
+  assert alone.keys() == {"rows", "total", "seconds"}
+
+
 # --- the CLI, end to end ------------------------------------------------------------------
 
 # A one-block ViT compiles in a fraction of a ResNet's time; ResNets are tested elsewhere.
@@ -129,10 +159,6 @@ def simclr_workdir(tmp_path_factory, data_dir):
   return workdir
 
 
-def _rows(workdir):
-  return [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
-
-
 def test_evaluate_cli_prints_and_appends_one_json_line(simclr_workdir, data_dir):
   out = run_cli("ssl_jax.evaluate", "--workdir", simclr_workdir, "--protocol", "knn",
                 f"--data_dir={data_dir}", "--max_train_examples=300")
@@ -143,8 +169,8 @@ def test_evaluate_cli_prints_and_appends_one_json_line(simclr_workdir, data_dir)
     for k in knn.KS:
       assert 0.0 <= result[f"{name}top1_k{k}"] <= 1.0
   assert result["raw_pixels_top1_k20"] > 0.5  # digits are easy from pixels
-  assert _rows(simclr_workdir)[-1] == result
-  assert {"train", "eval"} <= {r["split"] for r in _rows(simclr_workdir)}
+  assert metric_rows(simclr_workdir)[-1] == result
+  assert {"train", "eval"} <= {r["split"] for r in metric_rows(simclr_workdir)}
 
 
 @pytest.mark.parametrize("args,message", [

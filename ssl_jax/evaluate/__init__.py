@@ -29,11 +29,11 @@ PROTOCOLS = {
 
 # Image encoders: the source finds the encoder via metadata["encoder_path"].
 SOURCES = {
-    "simclr": "ssl_jax.evaluate.images:transfer",
-    "byol": "ssl_jax.evaluate.images:transfer",
+    "simclr": "ssl_jax.evaluate.image_transfer:transfer",
+    "byol": "ssl_jax.evaluate.image_transfer:transfer",
     # Text encoders, on the stdlib-packages task (data/stdlib_packages.py).
-    "next_token": "ssl_jax.evaluate.text:transfer",
-    "masked_lm": "ssl_jax.evaluate.text:transfer",
+    "next_token": "ssl_jax.evaluate.text_transfer:transfer",
+    "masked_lm": "ssl_jax.evaluate.text_transfer:transfer",
 }
 
 

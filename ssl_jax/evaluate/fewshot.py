@@ -4,11 +4,9 @@
 The ridge strength is chosen per draw by exact leave-one-out squared error on the n*K
 training examples themselves, so the test set never picks it.
 """
-import time
-
 import numpy as np
 
-from ssl_jax.evaluate import transfer as tr
+from ssl_jax.evaluate.transfer import run_feature_protocol
 
 SHOTS = (1, 5, 10, 25)
 SEEDS = (0, 1, 2)
@@ -67,14 +65,10 @@ def fewshot(train_NxD, train_labels, test_MxD, test_labels, num_classes: int,
   return out
 
 
+def _score(train_NxD, test_MxD, transfer, options) -> dict:
+  return fewshot(train_NxD, transfer.train.labels, test_MxD, transfer.test.labels,
+                 transfer.num_classes, seeds=tuple(options.seed + s for s in SEEDS))
+
+
 def run(run, options) -> dict:
-  from ssl_jax.evaluate import transfer_for
-  t = transfer_for(run, options)
-  out = {}
-  for name, train, test, seconds in tr.feature_sets(t, options):
-    start = time.time()
-    metrics = fewshot(train, t.train.labels, test, t.test.labels, t.num_classes,
-                      seeds=tuple(options.seed + s for s in SEEDS))
-    metrics["seconds"] = seconds + time.time() - start
-    out.update(tr.prefixed(name, metrics))
-  return out
+  return run_feature_protocol(run, options, _score)

@@ -12,15 +12,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ssl_jax.evaluate import transfer as tr
+from ssl_jax.evaluate.transfer import Encoder, Labelled, encoders, extract, prefixed
+from ssl_jax.optim import weight_decay_mask
 
 
 @functools.lru_cache(maxsize=None)
 def _optimizer(lr: float, steps: int):
   """Cached, so the same settings give the same (hashable, static) object."""
   schedule = optax.warmup_cosine_decay_schedule(0.0, lr, max(1, steps // 10), max(steps, 2))
-  decay_matrices = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
-  return optax.adamw(schedule, weight_decay=1e-4, mask=decay_matrices)
+  return optax.adamw(schedule, weight_decay=1e-4, mask=weight_decay_mask)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -39,7 +39,7 @@ def _train_step(apply, augment, tx, params, opt_state, state, x, labels, key):
   return optax.apply_updates(params, updates), opt_state, state, loss
 
 
-def finetune(encoder: tr.Encoder, train: tr.Labelled, test: tr.Labelled, num_classes: int,
+def finetune(encoder: Encoder, train: Labelled, test: Labelled, num_classes: int,
              steps: int, lr: float, batch_size: int, seed: int = 0):
   """(metrics, the tuned encoder)."""
   batch_size = min(batch_size, len(train))
@@ -58,8 +58,8 @@ def finetune(encoder: tr.Encoder, train: tr.Labelled, test: tr.Labelled, num_cla
     params, opt_state, state, loss = _train_step(
         encoder.apply, encoder.augment, tx, params, opt_state, state, train.inputs[idx],
         train.labels[idx], jax.random.fold_in(key, i))
-  tuned = tr.Encoder(encoder.apply, params["encoder"], state)
-  features = tr.extract(tuned, test.inputs, batch_size)
+  tuned = Encoder(encoder.apply, params["encoder"], state)
+  features = extract(tuned, test.inputs, batch_size)
   logits = features @ np.asarray(params["head"]["w"]) + np.asarray(params["head"]["b"])
   metrics = {"top1": float(np.mean(np.argmax(logits, -1) == test.labels)),
              "train_loss": float(loss)}
@@ -68,12 +68,13 @@ def finetune(encoder: tr.Encoder, train: tr.Labelled, test: tr.Labelled, num_cla
 
 def run(run, options) -> dict:
   from ssl_jax.evaluate import transfer_for
-  t = transfer_for(run, options)
+  transfer = transfer_for(run, options)
   out = {}
-  for name, encoder in tr.encoders(t, options.baselines, options.seed).items():
+  for name, encoder in encoders(transfer, options.baselines, options.seed).items():
     start = time.time()
-    metrics, _ = finetune(encoder, t.train, t.test, t.num_classes, options.finetune_steps,
-                       options.finetune_lr, options.batch_size, options.seed)
+    metrics, _ = finetune(encoder, transfer.train, transfer.test, transfer.num_classes,
+                          options.finetune_steps, options.finetune_lr, options.batch_size,
+                          options.seed)
     metrics["seconds"] = time.time() - start
-    out.update(tr.prefixed(name, metrics))
+    out.update(prefixed(name, metrics))
   return out

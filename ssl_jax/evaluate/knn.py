@@ -1,13 +1,12 @@
 """Weighted kNN (Wu et al. 2018, as in DINO): cosine similarity to the training features,
 each of the k nearest votes for its label with weight exp(similarity / temperature)."""
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_jax.evaluate import transfer as tr
+from ssl_jax.evaluate.transfer import run_feature_protocol
 
 KS = (20, 200)
 TEMPERATURE = 0.07
@@ -46,14 +45,11 @@ def knn_predict(train_NxD, train_labels, test_MxD, num_classes: int, ks=KS,
   return {k: np.concatenate(p) for k, p in zip(ks, preds)}
 
 
+def _score(train_NxD, test_MxD, transfer, options) -> dict:
+  del options
+  preds = knn_predict(train_NxD, transfer.train.labels, test_MxD, transfer.num_classes)
+  return {f"top1_k{k}": float(np.mean(p == transfer.test.labels)) for k, p in preds.items()}
+
+
 def run(run, options) -> dict:
-  from ssl_jax.evaluate import transfer_for
-  t = transfer_for(run, options)
-  out = {}
-  for name, train, test, seconds in tr.feature_sets(t, options):
-    start = time.time()
-    preds = knn_predict(train, t.train.labels, test, t.num_classes)
-    metrics = {f"top1_k{k}": float(np.mean(p == t.test.labels)) for k, p in preds.items()}
-    metrics["seconds"] = seconds + time.time() - start
-    out.update(tr.prefixed(name, metrics))
-  return out
+  return run_feature_protocol(run, options, _score)

@@ -2,7 +2,6 @@
 features, solved to convergence with L-BFGS. The L2 strength is picked on a held-out
 fifth of the training set, then the probe is refit on all of it."""
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +9,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from ssl_jax.evaluate import transfer as tr
+from ssl_jax.evaluate.transfer import run_feature_protocol, standardise
 
 L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -59,7 +58,7 @@ def accuracy(w, b, features_NxD, labels_N) -> float:
 
 def probe(train_NxD, train_labels, test_MxD, test_labels, num_classes: int, seed: int = 0):
   """{"top1", "l2"}: test accuracy of the probe whose L2 strength validated best."""
-  train_NxD, test_MxD = tr.standardise(train_NxD, test_MxD)
+  train_NxD, test_MxD = standardise(train_NxD, test_MxD)
   val = np.random.default_rng(seed).permutation(len(train_labels))[:len(train_labels) // 5]
   fit_weights = np.ones(len(train_labels), np.float32)
   fit_weights[val] = 0.0
@@ -74,13 +73,10 @@ def probe(train_NxD, train_labels, test_MxD, test_labels, num_classes: int, seed
   return {"top1": accuracy(w, b, test_MxD, test_labels), "l2": L2_GRID[best]}
 
 
+def _score(train_NxD, test_MxD, transfer, options) -> dict:
+  return probe(train_NxD, transfer.train.labels, test_MxD, transfer.test.labels,
+               transfer.num_classes, options.seed)
+
+
 def run(run, options) -> dict:
-  from ssl_jax.evaluate import transfer_for
-  t = transfer_for(run, options)
-  out = {}
-  for name, train, test, seconds in tr.feature_sets(t, options):
-    start = time.time()
-    metrics = probe(train, t.train.labels, test, t.test.labels, t.num_classes, options.seed)
-    metrics["seconds"] = seconds + time.time() - start
-    out.update(tr.prefixed(name, metrics))
-  return out
+  return run_feature_protocol(run, options, _score)

@@ -93,6 +93,27 @@ def feature_sets(transfer: Transfer, options):
     yield name, train, test, time.time() - start
 
 
+def run_feature_protocol(run, options, score) -> dict:
+  """A feature protocol (linear, knn, fewshot): `score` on the frozen features of the run."""
+  from ssl_jax.evaluate import transfer_for  # the registry imports the protocols
+  return score_features(transfer_for(run, options), options, score)
+
+
+def score_features(transfer: Transfer, options, score) -> dict:
+  """score(train_NxD, test_MxD, transfer, options) -> metrics, for every encoder.
+
+  Each encoder's metrics get "seconds" (extraction + scoring) and, for a baseline, its
+  name in front.
+  """
+  out = {}
+  for name, train_NxD, test_MxD, seconds in feature_sets(transfer, options):
+    start = time.time()
+    metrics = score(train_NxD, test_MxD, transfer, options)
+    metrics["seconds"] = seconds + time.time() - start
+    out.update(prefixed(name, metrics))
+  return out
+
+
 def standardise(train_NxD, *others):
   """Zero mean, unit variance per feature, with statistics of the training features."""
   mean = train_NxD.mean(0)
