@@ -22,10 +22,10 @@ def eval_sums(params, model_state, batch):
 eval_data = [{"x": np.full((LOCAL_BATCH, WIDTH), i % 7, np.float32)} for i in range(BATCHES)]
 task = Task(init=None, loss_fn=None, eval_sums=eval_sums, finalize_eval=lambda s: s,
             train_data=None, eval_data=eval_data, unit=("examples", 1))
-par = parallel.make("jit")
+parallelism = parallel.make("jit")
 params = {"w": np.full((WIDTH, WIDTH), 0.01, np.float32)}
-par.setup(jax.eval_shape(lambda: params))
-state = train.TrainState(step=None, params=par.init(lambda _: params, None), opt_state=None,
-                         model_state={}, rng=None)
-results = train.evaluate(task, par, par.eval(task.eval_sums), state)
+parallelism.setup(jax.eval_shape(lambda: params))
+state = train.TrainState(step=None, params=parallelism.init(lambda _: params, None),
+                         opt_state=None, model_state={}, rng=None)
+results = train.evaluate(task, parallelism, parallelism.eval(task.eval_sums), state)
 print(f"process {process_id} evaluated {results['count']:.0f} examples", flush=True)

@@ -2,7 +2,6 @@
 bounded dispatch that removed the evaluation deadlock."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,8 +10,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from conftest import REPO, TINY_CLI_FLAGS
-from ssl_jax import train, watchdog
+from conftest import REPO, TINY_CLI_FLAGS, free_port
+from ssl_jax import watchdog
+from ssl_jax.eval_loop import InFlight
 from ssl_jax.checkpoint import load_latest
 from ssl_jax.errors import EXIT_PREEMPTED, EXIT_STALLED
 
@@ -61,7 +61,7 @@ def test_watchdog_bounds_the_exit_after_a_signal(capfd):
 
 def test_in_flight_waits_for_the_one_before_last():
   done = []
-  in_flight = train.InFlight(depth=2, on_done=done.append)
+  in_flight = InFlight(depth=2, on_done=done.append)
   x = jnp.ones(3)
   for i in range(4):
     in_flight.add(x * i, f"c{i}")
@@ -70,7 +70,7 @@ def test_in_flight_waits_for_the_one_before_last():
 
 def test_two_process_evaluation_of_300_batches_finishes():
   """Without InFlight, this deadlocked in 3 of 3 tries (every process blocked in gloo)."""
-  port = _free_port()
+  port = free_port()
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
              JAX_PLATFORMS="cpu")
   worker = os.path.join(REPO, "tests", "eval_worker.py")
@@ -103,16 +103,10 @@ def _start(workdir, corpus_dir, data_dir, port, process_id, extra):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def _two_processes_then_stop_one(workdir, corpus_dir, data_dir, extra):
   """Starts a 2-process run, waits for its first checkpoint, then freezes process 1 (a
   peer that is alive but stuck), so process 0 blocks inside a collective."""
-  port = _free_port()
+  port = free_port()
   procs = [_start(workdir, corpus_dir, data_dir, port, i, extra) for i in range(2)]
   deadline = time.time() + 300
   while not os.path.isdir(os.path.join(workdir, "checkpoints", "5")):

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY_CLI_FLAGS, run_cli, tiny_lm_config
+from conftest import REPO, TINY_CLI_FLAGS, metric_rows, run_cli, tiny_lm_config, tiny_simclr_config
 from ssl_jax import parallel, train
 from ssl_jax.checkpoint import load_latest
 
@@ -18,8 +18,7 @@ STEPS = 8
 
 
 def _losses(workdir, split="train"):
-  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
-  return np.array([r["loss"] for r in rows if r["split"] == split])
+  return np.array([r["loss"] for r in metric_rows(workdir) if r["split"] == split])
 
 
 def _cli_flags(corpus_dir, data_dir, *extra):
@@ -101,7 +100,6 @@ SIMCLR_TINY = {"batch_size": 16, "model.name": "vit", "model.depth": 1, "model.w
 
 
 def _simclr_config(data_dir, **overrides):
-  from test_simclr import tiny_simclr_config
   return tiny_simclr_config(data_dir, **{**SIMCLR_TINY, **overrides})
 
 
@@ -109,9 +107,8 @@ def _simclr_config(data_dir, **overrides):
 def simclr_one_device(data_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("simclr_one_device"))
   one = parallel.JitParallel(parallel.make_mesh(1, jax.devices()[:1]))
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(parallel, "make", lambda kind, fsdp=1: one)
-    assert train.train(_simclr_config(data_dir), workdir) == 0
+  assert train.train(_simclr_config(data_dir), workdir,
+                     make_parallel=lambda kind, fsdp=1: one) == 0
   return workdir
 
 

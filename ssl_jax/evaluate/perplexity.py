@@ -8,9 +8,9 @@ import math
 import sys
 
 import jax
-import jax.numpy as jnp
 
 from ssl_jax.errors import ConfigError
+from ssl_jax.eval_loop import sum_batches
 
 LANGUAGE_OBJECTIVES = ("next_token",)
 
@@ -32,12 +32,8 @@ def run(run, options) -> dict:
           flush=True)
   if not task.eval_data:
     raise ConfigError("The validation split yields no evaluation batch.")
-  eval_step = jax.jit(task.eval_sums)
-  total = None
-  for batch in task.eval_data:
-    sums = eval_step(run.params, run.model_state, batch)
-    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
-  total = jax.device_get(total)
+  total = jax.device_get(sum_batches(jax.jit(task.eval_sums), run.params, run.model_state,
+                                     task.eval_data))
   metrics = {k: float(v) for k, v in task.finalize_eval(total).items()}
   metrics["perplexity"] = math.exp(metrics["loss"])
   metrics["tokens"] = float(total["tokens"]) if "tokens" in total else float("nan")
