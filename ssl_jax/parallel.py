@@ -91,8 +91,8 @@ class JitParallel:
     return jax.jit(step_fn, in_shardings=(self.shardings, self.batch_sharding),
                    out_shardings=(self.shardings, replicated(self.mesh)), donate_argnums=0)
 
-  def eval(self, sums_fn):
-    return jax.jit(sums_fn, out_shardings=replicated(self.mesh))
+  def eval(self, eval_sums_fn):
+    return jax.jit(eval_sums_fn, out_shardings=replicated(self.mesh))
 
   def batch(self, local_batch):
     return global_batch(local_batch, self.batch_sharding)
@@ -134,8 +134,8 @@ class PmapParallel:
   def step(self, step_fn):
     return jax.pmap(step_fn, axis_name=self.axis_name, donate_argnums=0)
 
-  def eval(self, sums_fn):
-    mapped = jax.pmap(lambda *a: jax.lax.psum(sums_fn(*a), self.axis_name),
+  def eval(self, eval_sums_fn):
+    mapped = jax.pmap(lambda *a: jax.lax.psum(eval_sums_fn(*a), self.axis_name),
                       axis_name=self.axis_name)
     return lambda *a: jax.tree.map(lambda x: x[0], mapped(*a))
 

@@ -149,9 +149,9 @@ checkpoint.Checkpointer.save = save
                           "--max_train_examples=-1"], "--max_train_examples must be 0"),
     ("ssl_jax.sweep", ["--config", "configs/gpt_tiny.py", "--workdir", "{w}", "--seeds", "a,b"],
      "--seeds must be comma-separated integers"),
-    ("ssl_jax.data.augment_grid", ["--config", "configs/gpt_tiny.py", "--out", "{w}.png"],
+    ("ssl_jax.augment_grid", ["--config", "configs/gpt_tiny.py", "--out", "{w}.png"],
      "use an image config"),
-    ("ssl_jax.data.augment_grid", ["--config", "configs/simclr_digits.py", "--out", "{w}.png",
+    ("ssl_jax.augment_grid", ["--config", "configs/simclr_digits.py", "--out", "{w}.png",
                                    "--num_images=0"], "--num_images and --num_views must be"),
 ])
 def test_tool_usage_errors_exit_2(tmp_path, module, args, message):

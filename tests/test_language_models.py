@@ -80,8 +80,8 @@ def test_cached_decoding_matches_full_forward(name):
 
 def test_bits_per_byte_counts_bytes_of_targets():
   logits = jnp.zeros((1, 2, 4))  # uniform: nll = ln 4 per token
-  sums = next_token.next_token_sums(logits, jnp.array([[1, 2]]), jnp.array([0.0, 1.0, 3.0, 0.0]))
-  m = next_token.metrics_from_sums(sums)
+  sums = next_token.eval_sums(logits, jnp.array([[1, 2]]), jnp.array([0.0, 1.0, 3.0, 0.0]))
+  m = next_token.metrics_from_eval_sums(sums)
   np.testing.assert_allclose(m["bits_per_byte"], 2 * np.log(4) / np.log(2) / 4, rtol=1e-6)
   np.testing.assert_allclose(m["loss"], np.log(4), rtol=1e-6)
 

@@ -5,9 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from conftest import tiny_lm_config
-from ssl_jax.data import text_augment
 from ssl_jax.models.gpt import Transformer
-from ssl_jax.objectives import masked_lm
+from ssl_jax.objectives import masked_lm, text_masking
 
 V, MASK = 100, 100
 
@@ -18,7 +17,7 @@ def _tokens(shape=(64, 256)):
 
 def test_bert_masking_statistics_match_the_recipe():
   tokens = _tokens()
-  inputs, chosen = jax.jit(lambda k, t: text_augment.token_mask(k, t, MASK, V))(
+  inputs, chosen = jax.jit(lambda k, t: text_masking.token_mask(k, t, MASK, V))(
       jax.random.key(1), tokens)
   tokens, inputs, chosen = map(np.asarray, (tokens, inputs, chosen))
   assert abs(chosen.mean() - 0.15) < 0.01
@@ -28,13 +27,13 @@ def test_bert_masking_statistics_match_the_recipe():
   kept = (picked_in == picked_orig).mean()
   random = ((picked_in != MASK) & (picked_in != picked_orig)).mean()
   assert abs(masked - 0.8) < 0.03 and abs(kept - 0.1) < 0.02 and abs(random - 0.1) < 0.02
-  again, _ = text_augment.token_mask(jax.random.key(1), jnp.asarray(tokens), MASK, V)
+  again, _ = text_masking.token_mask(jax.random.key(1), jnp.asarray(tokens), MASK, V)
   np.testing.assert_array_equal(again, inputs)  # deterministic per key
 
 
 def test_span_masking_chooses_contiguous_spans():
   tokens = _tokens()
-  _, chosen = text_augment.span_mask(jax.random.key(2), tokens, MASK, V, rate=0.15, span_length=3)
+  _, chosen = text_masking.span_mask(jax.random.key(2), tokens, MASK, V, rate=0.15, span_length=3)
   chosen = np.asarray(chosen)
   assert 0.1 < chosen.mean() < 0.17
   runs = []
@@ -46,7 +45,7 @@ def test_span_masking_chooses_contiguous_spans():
 
 def test_token_deletion_keeps_order_and_pads_the_tail():
   tokens = _tokens((4, 50))
-  out, valid = text_augment.delete_tokens(jax.random.key(3), tokens, 0.3, pad_id=-1)
+  out, valid = text_masking.delete_tokens(jax.random.key(3), tokens, 0.3, pad_id=-1)
   for row, o, v in zip(np.asarray(tokens), np.asarray(out), np.asarray(valid)):
     n = v.sum()
     assert 20 < n < 50 and v[:n].all() and not v[n:].any() and (o[n:] == -1).all()
@@ -60,8 +59,8 @@ def test_loss_ignores_unchosen_positions():
   chosen = jnp.zeros((2, 8), bool).at[:, ::3].set(True)
   noise = jax.random.normal(jax.random.key(6), logits.shape) * 5
   changed = jnp.where(chosen[..., None], logits, logits + noise)
-  a = masked_lm.masked_lm_sums(logits, targets, chosen, jnp.ones(V))
-  b = masked_lm.masked_lm_sums(changed, targets, chosen, jnp.ones(V))
+  a = masked_lm.eval_sums(logits, targets, chosen, jnp.ones(V))
+  b = masked_lm.eval_sums(changed, targets, chosen, jnp.ones(V))
   chex.assert_trees_all_close(a, b)
   assert float(a["tokens"]) == 6.0
 

@@ -3,8 +3,7 @@
 The loss is the cross entropy over chosen positions only; unchosen positions carry no
 weight, whatever the model predicts there.
 """
-from ssl_jax.data import text_augment
-from ssl_jax.objectives.next_token import metrics_from_sums, next_token_sums
+from ssl_jax.objectives import next_token, text_masking
 
 
 def corrupt(key, tokens_BxT, cfg, mask_id: int, vocab_size: int, pad_id: int):
@@ -13,21 +12,23 @@ def corrupt(key, tokens_BxT, cfg, mask_id: int, vocab_size: int, pad_id: int):
   k_delete, k_mask = jax.random.split(key)
   valid_BxT = None
   if cfg.deletion_rate > 0:
-    tokens_BxT, valid_BxT = text_augment.delete_tokens(k_delete, tokens_BxT, cfg.deletion_rate,
+    tokens_BxT, valid_BxT = text_masking.delete_tokens(k_delete, tokens_BxT, cfg.deletion_rate,
                                                        pad_id)
   if cfg.masking == "span":
-    inputs_BxT, chosen_BxT = text_augment.span_mask(k_mask, tokens_BxT, mask_id, vocab_size,
+    inputs_BxT, chosen_BxT = text_masking.span_mask(k_mask, tokens_BxT, mask_id, vocab_size,
                                                     cfg.rate, cfg.span_length, valid_BxT)
   else:
-    inputs_BxT, chosen_BxT = text_augment.token_mask(k_mask, tokens_BxT, mask_id, vocab_size,
+    inputs_BxT, chosen_BxT = text_masking.token_mask(k_mask, tokens_BxT, mask_id, vocab_size,
                                                      cfg.rate, valid_BxT)
   return inputs_BxT, tokens_BxT, chosen_BxT, valid_BxT
 
 
-def masked_lm_sums(logits_BxTxV, targets_BxT, chosen_BxT, token_bytes_V):
-  """Additive statistics over the chosen positions (see next_token.next_token_sums)."""
-  return next_token_sums(logits_BxTxV, targets_BxT, token_bytes_V, chosen_BxT.astype("float32"))
+def eval_sums(logits_BxTxV, targets_BxT, chosen_BxT, token_bytes_V):
+  """The eval sums over the chosen positions only (next_token.eval_sums)."""
+  return next_token.eval_sums(logits_BxTxV, targets_BxT, token_bytes_V,
+                              chosen_BxT.astype("float32"))
 
 
-def loss_from_sums(sums):
-  return metrics_from_sums(sums)
+def metrics_from_eval_sums(sums):
+  """loss, accuracy and bits per byte over the chosen positions."""
+  return next_token.metrics_from_eval_sums(sums)

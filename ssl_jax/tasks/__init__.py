@@ -13,7 +13,8 @@ class Task:
   init: Callable
   # (params, model_state, batch, key) -> (loss, (metrics, new_model_state))
   loss_fn: Callable
-  # (params, model_state, batch) -> additive sums; finalize_eval(total sums) -> metrics
+  # (params, model_state, batch) -> eval sums: additive evaluation statistics (a loss sum,
+  # a count, ...), added up over the evaluation batches; finalize_eval(their total) -> metrics
   eval_sums: Callable
   finalize_eval: Callable
   # grain MapDataset of this process's rows of each global batch (infinite)
@@ -39,13 +40,16 @@ TASKS = {
 }
 
 
-def make_task(config) -> Task:
+def make_task(config, axis_name: str | None = None) -> Task:
+  """axis_name: the parallel wrapper's named device axis inside the step (set under pmap,
+  None under jit over a mesh, where arrays are global and batch norm and contrastive
+  negatives already see the whole batch)."""
   import importlib
   from ssl_jax.errors import ConfigError
   if config.objective not in TASKS:
     raise ConfigError(f"Unknown objective {config.objective!r}; known: {', '.join(TASKS)}.")
   module, function = TASKS[config.objective].split(":")
-  return getattr(importlib.import_module(module), function)(config)
+  return getattr(importlib.import_module(module), function)(config, axis_name=axis_name)
 
 
 def validate(config):

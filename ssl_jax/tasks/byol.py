@@ -10,25 +10,25 @@ import jax.numpy as jnp
 
 from ssl_jax.errors import ConfigError
 from ssl_jax.models.heads import EncoderWithHead, ProjectionHead
+from ssl_jax.models.inputs import apply_model, model_input, split_variables
 from ssl_jax.objectives import byol
 from ssl_jax.tasks import Task
-from ssl_jax.tasks.vision import (EVAL_KEY_SEED, apply_model, image_metadata, image_setup,
-                                  mapped_axis, model_input, split_variables,
-                                  two_views, unpair, validate)  # noqa: F401 (tasks.validate)
+from ssl_jax.tasks.vision import (EVAL_KEY_SEED, image_metadata, image_setup, two_views, unpair,
+                                  validate)  # noqa: F401 (tasks.validate)
 
 
-def byol_task(config) -> Task:
-  setup = image_setup(config)
+def byol_task(config, axis_name: str | None = None) -> Task:
+  setup = image_setup(config, axis_name)
   if len(setup.views) != 2:
     raise ConfigError(f"BYOL needs two views; augment.preset={config.augment.preset!r} gives "
                       f"{len(setup.views)}.")
   if not 0.0 <= config.byol.base_decay < 1.0:
     raise ConfigError(f"byol.base_decay must be in [0, 1), got {config.byol.base_decay}.")
-  h, axis, S = config.head, mapped_axis(config), setup.image_size
+  h, S = config.head, setup.image_size
   hidden = h.hidden_dim or setup.encoder.features_dim
   online = EncoderWithHead(setup.encoder, ProjectionHead(hidden, h.out_dim, h.num_layers,
-                                                         bn_axis_name=axis))
-  predictor = ProjectionHead(hidden, h.out_dim, 2, bn_axis_name=axis)
+                                                         bn_axis_name=axis_name))
+  predictor = ProjectionHead(hidden, h.out_dim, 2, bn_axis_name=axis_name)
 
   def init(key):
     k_online, k_pred = jax.random.split(key)
@@ -64,7 +64,7 @@ def byol_task(config) -> Task:
     return byol.byol_loss(p1, p2, t1, t2), new_state
 
   def loss_fn(params, model_state, batch, rng):
-    x = model_input(two_views(rng, batch["image"], setup.views, S, axis))
+    x = model_input(two_views(rng, batch["image"], setup.views, S, axis_name))
     loss, model_state = forward(params, model_state, x, train=True)
     return loss, ({"loss": loss}, model_state)
 
@@ -76,7 +76,7 @@ def byol_task(config) -> Task:
 
   def eval_sums(params, model_state, batch):
     key = jax.random.key(EVAL_KEY_SEED)
-    x = model_input(two_views(key, batch["image"], setup.views, S, axis))
+    x = model_input(two_views(key, batch["image"], setup.views, S, axis_name))
     loss, _ = forward(params, model_state, x, train=False)
     n = jnp.float32(batch["image"].shape[0])  # local rows under pmap, which sums devices
     return {"loss": loss * n, "count": n}

@@ -51,7 +51,8 @@ def _apply(model, params, tokens_BxT, rng, train, pad_mask_BxT=None):
                      rngs=rngs)
 
 
-def next_token_task(config) -> Task:
+def next_token_task(config, axis_name: str | None = None) -> Task:
+  del axis_name  # per-device mean losses; the train step averages them over devices
   data, train_data, eval_data = _text_data(config)
   tok = data.tokenizer
   model = models.language_model(config.model, tok.vocab_size)
@@ -66,7 +67,7 @@ def next_token_task(config) -> Task:
     return loss, (metrics, model_state)
 
   def eval_sums(params, model_state, batch):
-    return next_token.sums_fn(apply_fn, token_bytes_V, params, batch)
+    return next_token.batch_eval_sums(apply_fn, token_bytes_V, params, batch)
 
   def on_end(params, model_state, workdir):
     from ssl_jax import sample
@@ -79,15 +80,16 @@ def next_token_task(config) -> Task:
     print("\n--- sample ---\n" + prompt + out + "\n--------------", flush=True)
 
   return Task(init=init, loss_fn=loss_fn, eval_sums=eval_sums,
-              finalize_eval=next_token.metrics_from_sums, train_data=train_data,
+              finalize_eval=next_token.metrics_from_eval_sums, train_data=train_data,
               eval_data=eval_data, unit=("tokens", config.batch_size * config.data.seq_len),
               on_end=on_end, metadata={"tokenizer": tok.spec, "dataset": data.dataset,
                                        "dataset_fingerprint": data.fingerprint,
                                        "vocab_size": tok.vocab_size})
 
 
-def masked_lm_task(config) -> Task:
+def masked_lm_task(config, axis_name: str | None = None) -> Task:
   """BERT: a bidirectional encoder predicts the chosen tokens (config.mlm) of each sequence."""
+  del axis_name  # per-device mean losses; the train step averages them over devices
   if config.model.name != "bert":
     raise ConfigError(f"objective 'masked_lm' needs model.name='bert', got {config.model.name!r}.")
   if config.mlm.masking not in ("token", "span"):
@@ -99,27 +101,29 @@ def masked_lm_task(config) -> Task:
   token_bytes_V = jnp.asarray(np.append(tok.token_bytes, 0), jnp.float32)
   T = config.data.seq_len
 
-  def sums(params, batch, key, rng, train):
+  def masked_eval_sums(params, batch, key, rng, train):
     tokens_BxT = batch["tokens"][:, :T]
     inputs, targets, chosen, valid = masked_lm.corrupt(key, tokens_BxT, config.mlm, mask_id,
                                                        tok.vocab_size, tok.eos_id)
     logits_BxTxV = _apply(model, params, inputs, rng, train, valid)
-    return masked_lm.masked_lm_sums(logits_BxTxV, targets, chosen, token_bytes_V)
+    return masked_lm.eval_sums(logits_BxTxV, targets, chosen, token_bytes_V)
 
   def init(key):
     return model.init(key, jnp.zeros((1, T), jnp.int32))["params"], {}
 
   def loss_fn(params, model_state, batch, rng):
     k_mask, k_drop = jax.random.split(rng)
-    metrics = masked_lm.loss_from_sums(sums(params, batch, k_mask, k_drop, True))
+    metrics = masked_lm.metrics_from_eval_sums(
+        masked_eval_sums(params, batch, k_mask, k_drop, True))
     return metrics["loss"], (metrics, model_state)
 
   def eval_sums(params, model_state, batch):
     # The same masks at every evaluation, so eval curves compare across steps.
-    return sums(params, batch, jax.random.key(0), None, False)
+    return masked_eval_sums(params, batch, jax.random.key(0), None, False)
 
   return Task(init=init, loss_fn=loss_fn, eval_sums=eval_sums,
-              finalize_eval=masked_lm.loss_from_sums, train_data=train_data, eval_data=eval_data,
+              finalize_eval=masked_lm.metrics_from_eval_sums, train_data=train_data,
+              eval_data=eval_data,
               unit=("tokens", config.batch_size * T),
               metadata={"tokenizer": tok.spec, "dataset": data.dataset,
                         "dataset_fingerprint": data.fingerprint,

@@ -1,4 +1,4 @@
-"""Image pretraining tasks. SimCLR here; BYOL reuses `image_setup` and `apply_model`.
+"""Image pretraining tasks. SimCLR here; BYOL reuses `image_setup` and `two_views`.
 
 Batches hold uint8 images; the views are drawn on device inside the loss, from the step's
 PRNG key, so the data pipeline stays free of augmentation and resumes exactly.
@@ -12,36 +12,11 @@ from ssl_jax.data import augment
 from ssl_jax.errors import ConfigError
 from ssl_jax.models import encoders
 from ssl_jax.models.heads import EncoderWithHead, ProjectionHead
+from ssl_jax.models.inputs import apply_model, model_input, split_variables
 from ssl_jax.objectives import simclr
 from ssl_jax.tasks import Task
 
 EVAL_KEY_SEED = 0  # evaluation views are fixed, so evaluations compare across steps
-
-
-def model_input(images01_BxHxWxC):
-  """What every image model sees: values in [-1, 1]."""
-  return images01_BxHxWxC * 2.0 - 1.0
-
-
-def apply_model(model, params, model_state, x, train: bool):
-  """(outputs, new model_state); batch statistics update only when training."""
-  variables = {"params": params, **model_state}
-  if train and model_state:
-    return model.apply(variables, x, train=True, mutable=list(model_state))
-  return model.apply(variables, x, train=train), model_state
-
-
-def mapped_axis(config):
-  """The named device axis inside the step: set under pmap, None under jit over a mesh
-  (where arrays are global and batch norm and NT-Xent already see the whole batch)."""
-  from ssl_jax.parallel import PmapParallel
-  return PmapParallel.axis_name if config.get("parallel", "jit") == "pmap" else None
-
-
-def split_variables(variables):
-  """(params, model_state) of a Flax variables dict."""
-  variables = dict(variables)
-  return variables.pop("params"), variables
 
 
 @dataclasses.dataclass
@@ -72,7 +47,8 @@ def validate(config):
                       f"{config.augment.preset!r} gives {len(views)}.")
 
 
-def image_setup(config) -> ImageSetup:
+def image_setup(config, axis_name: str | None) -> ImageSetup:
+  """axis_name: the device axis batch norm averages over (tasks.make_task)."""
   # Data modules (TFDS, grain) load here only, so the loss pieces above and below import
   # with jax/flax/optax alone (device checks, benchmarks).
   from ssl_jax.data import images, pipeline
@@ -80,7 +56,7 @@ def image_setup(config) -> ImageSetup:
   if config.batch_size < 2:
     raise ConfigError("batch_size must be at least 2: contrastive losses need negatives.")
   encoders.check_image_size(config.model, d.image_size)
-  encoder = encoders.image_encoder(config.model, bn_axis_name=mapped_axis(config))
+  encoder = encoders.image_encoder(config.model, bn_axis_name=axis_name)
   views = view_specs(config)
   data = images.load(d)  # DataError with instructions if a dataset is missing
   count, load_rows = images.image_loader(data.train, d.image_size)
@@ -116,11 +92,10 @@ def unpair(z_2BxD):
   return z_Bx2xD[:, 0], z_Bx2xD[:, 1]
 
 
-def simclr_model(config, encoder):
+def simclr_model(config, encoder, axis_name: str | None):
   h = config.head
   return EncoderWithHead(encoder, ProjectionHead(
-      h.hidden_dim or encoder.features_dim, h.out_dim, h.num_layers,
-      bn_axis_name=mapped_axis(config)))
+      h.hidden_dim or encoder.features_dim, h.out_dim, h.num_layers, bn_axis_name=axis_name))
 
 
 def simclr_loss(model, views, image_size: int, temperature: float, axis_name=None):
@@ -144,24 +119,23 @@ def simclr_loss(model, views, image_size: int, temperature: float, axis_name=Non
   return loss_fn, eval_sums
 
 
-def simclr_task(config) -> Task:
-  setup = image_setup(config)
+def simclr_task(config, axis_name: str | None = None) -> Task:
+  setup = image_setup(config, axis_name)
   if len(setup.views) != 2:
     raise ConfigError(f"SimCLR needs two views; augment.preset={config.augment.preset!r} "
                       f"gives {len(setup.views)}.")
   if config.simclr.temperature <= 0:
     raise ConfigError(f"simclr.temperature must be positive, got {config.simclr.temperature}.")
-  model = simclr_model(config, setup.encoder)
+  model = simclr_model(config, setup.encoder, axis_name)
   S = setup.image_size
-  loss_fn, eval_sums = simclr_loss(model, setup.views, S, config.simclr.temperature,
-                                   mapped_axis(config))
+  loss_fn, eval_sums = simclr_loss(model, setup.views, S, config.simclr.temperature, axis_name)
 
   def init(key):
     return split_variables(model.init(key, jnp.zeros((1, S, S, 3)), train=False))
 
-  def finalize_eval(sums):
-    return {"loss": sums["loss"] / sums["count"],
-            "contrastive_accuracy": sums["correct"] / sums["count"]}
+  def finalize_eval(eval_sums):
+    return {"loss": eval_sums["loss"] / eval_sums["count"],
+            "contrastive_accuracy": eval_sums["correct"] / eval_sums["count"]}
 
   return Task(init=init, loss_fn=loss_fn, eval_sums=eval_sums, finalize_eval=finalize_eval,
               train_data=setup.train_data, eval_data=setup.eval_data,

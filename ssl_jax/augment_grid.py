@@ -1,6 +1,6 @@
 """Look at what the model sees: a PNG grid of augmented views.
 
-python -m ssl_jax.data.augment_grid --config configs/simclr_digits.py --out views.png \
+python -m ssl_jax.augment_grid --config configs/simclr_digits.py --out views.png \
     [--num_images 8] [--num_views 6] [--seed 0] [--config.augment.strength=1.0 ...]
 
 One row per image: the (resized) original, then `num_views` views, alternating over the
@@ -51,7 +51,7 @@ def write(config, path: str, num_images: int = 8, num_views: int = 6, seed: int 
   return pixels.shape
 
 
-USAGE = ("Usage: python -m ssl_jax.data.augment_grid --config configs/NAME.py --out FILE.png "
+USAGE = ("Usage: python -m ssl_jax.augment_grid --config configs/NAME.py --out FILE.png "
          "[--num_images N] [--num_views V] [--seed S] [--config.FIELD=VALUE ...]")
 
 

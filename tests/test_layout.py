@@ -1,0 +1,52 @@
+"""The flow's boxes import downward only: data, models and objectives never reach up to
+tasks, the train loop or the parallel wrappers, nor sideways into each other."""
+import ast
+import glob
+import os
+
+import pytest
+
+from conftest import REPO
+
+_ABOVE = ("ssl_jax.tasks", "ssl_jax.train", "ssl_jax.step", "ssl_jax.parallel",
+          "ssl_jax.evaluate", "ssl_jax.main", "ssl_jax.sample", "ssl_jax.sweep")
+FORBIDDEN = {
+    "data": _ABOVE + ("ssl_jax.models", "ssl_jax.objectives"),
+    "models": _ABOVE + ("ssl_jax.data", "ssl_jax.objectives"),
+    "objectives": _ABOVE + ("ssl_jax.data", "ssl_jax.models"),
+}
+
+
+def imported_modules(path):
+  """Every ssl_jax module a file imports, at any depth of the file (lazy imports too)."""
+  out = set()
+  for node in ast.walk(ast.parse(open(path).read())):
+    if isinstance(node, ast.Import):
+      out.update(alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      out.add(node.module)
+      out.update(f"{node.module}.{alias.name}" for alias in node.names)
+  return {name for name in out if name.startswith("ssl_jax")}
+
+
+@pytest.mark.parametrize("folder", sorted(FORBIDDEN))
+def test_no_upward_or_sideways_imports(folder):
+  files = glob.glob(os.path.join(REPO, "ssl_jax", folder, "*.py"))
+  assert files
+  bad = {}
+  for path in files:
+    reached = [name for name in imported_modules(path)
+               if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[folder])]
+    if reached:
+      bad[os.path.relpath(path, REPO)] = sorted(reached)
+  assert not bad
+
+
+def test_tasks_take_the_device_axis_from_the_parallel_wrapper():
+  """The axis name is make_task's argument; no task re-derives it from config.parallel."""
+  for path in glob.glob(os.path.join(REPO, "ssl_jax", "tasks", "*.py")):
+    tree = ast.parse(open(path).read())
+    reads = [node.lineno for node in ast.walk(tree)
+             if (isinstance(node, ast.Attribute) and node.attr == "parallel")
+             or (isinstance(node, ast.Constant) and node.value == "parallel")]
+    assert not reads and "ssl_jax.parallel" not in imported_modules(path), (path, reads)
