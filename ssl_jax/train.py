@@ -13,13 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from ssl_jax import config_check, optim, parallel
+from ssl_jax import config_check, optim, parallel, tasks
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.data import fingerprint, pipeline
 from ssl_jax.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
+from ssl_jax.eval_loop import InFlight, sum_batches
 from ssl_jax.metrics import MetricWriter
 from ssl_jax.step import TrainState, make_train_step
-from ssl_jax.tasks import make_task
 from ssl_jax.watchdog import DEFAULT_GRACE_SECS, DEFAULT_STALL_SECS, Watchdog
 from ssl_jax.workdir import claim as claim_workdir
 
@@ -74,60 +74,33 @@ class PreemptionWatcher:
       signal.signal(sig, handler)
 
 
-class InFlight:
-  """Keeps at most `depth` dispatched computations unfinished.
-
-  XLA:CPU launches each computation once per local device, from a thread pool and under a
-  per-device cap on unfinished computations. With many queued, a later computation can
-  take a device's slot first and wait for its inputs, while an earlier one, already inside
-  a cross-process all-reduce on the other devices, never gets that device: every process
-  blocks in gloo (seen in 4 of 5 two-process runs evaluating 64 batches). Waiting for
-  the one before last keeps the host one computation ahead, which is all the overlap a
-  step needs, and makes that interleaving impossible.
-  """
-
-  def __init__(self, depth: int = 2, on_done=None):
-    self.depth, self.on_done, self._queue = depth, on_done, []
-
-  def add(self, tree, what: str):
-    self._queue.append((tree, what))
-    while len(self._queue) >= self.depth:
-      tree, what = self._queue.pop(0)
-      jax.block_until_ready(tree)
-      if self.on_done is not None:
-        self.on_done(what)
-
-
-_tree_add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b))  # one computation, not one a leaf
-
-
-def evaluate(task, par, eval_step, state, beat=None) -> dict:
-  total = None
-  in_flight = InFlight(on_done=beat)
-  for i, local in enumerate(task.eval_data):
-    sums = eval_step(state.params, state.model_state, par.batch(local))
-    total = sums if total is None else _tree_add(total, sums)
-    in_flight.add(total, f"evaluation batch {i + 1}/{len(task.eval_data)}")
-  return {k: float(v) for k, v in task.finalize_eval(par.host(total)).items()}
+def evaluate(task, parallelism, eval_step, state, beat=None) -> dict:
+  """The task's evaluation metrics over its evaluation batches (the shared eval loop)."""
+  total = sum_batches(eval_step, state.params, state.model_state, task.eval_data,
+                      to_device=parallelism.batch, beat=beat)
+  return {k: float(v) for k, v in task.finalize_eval(parallelism.host(total)).items()}
 
 
 def train(config, workdir: str, overrides: dict | None = None,
           allow_config_change: bool = False, watchdog_secs: float = DEFAULT_STALL_SECS,
-          grace_secs: float = DEFAULT_GRACE_SECS, allow_data_change: bool = False) -> int:
+          grace_secs: float = DEFAULT_GRACE_SECS, allow_data_change: bool = False,
+          make_task=tasks.make_task, make_parallel=parallel.make) -> int:
   """Trains config in workdir (resuming if it holds checkpoints); returns the exit code.
 
   watchdog_secs: exit EXIT_STALLED with every thread's stack after that long without
   progress (0: never); grace_secs: how long a blocked process may take to exit after
   SIGTERM/SIGINT (watchdog.py). allow_data_change: resume even if the dataset differs
-  from the one the checkpoint was trained on (data/fingerprint.py).
+  from the one the checkpoint was trained on (data/fingerprint.py). make_task(config,
+  axis_name) and make_parallel(name, fsdp) build the Task and the parallel wrapper (tests
+  pass others); the wrapper's axis_name is the task's device axis.
   """
   is_main = jax.process_index() == 0
   log = (lambda msg: print(msg, flush=True)) if is_main else (lambda msg: None)
   config_check.resolve_paths(config)
   validate(config)
   config_check.check_workdir(workdir)  # before data preparation, which can take long
-  par = parallel.make(config.parallel, config.mesh.fsdp)
-  task = make_task(config, par.axis_name)  # may prepare data; the workdir is untouched
+  parallelism = make_parallel(config.parallel, config.mesh.fsdp)
+  task = make_task(config, parallelism.axis_name)  # may prepare data; workdir untouched
   tx, schedule = optim.make(config.optim, config.total_steps)
 
   def init_state(key):
@@ -137,31 +110,31 @@ def train(config, workdir: str, overrides: dict | None = None,
                       jax.random.key_data(rng))
 
   key = jax.random.key(config.seed)
-  par.setup(jax.eval_shape(init_state, key))
+  parallelism.setup(jax.eval_shape(init_state, key))
   claim_workdir(workdir, config, overrides or {}, allow_config_change, log)  # lock, run.json
 
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
   data_iter = pipeline.to_iterator(task.train_data)
-  restored = ckpt.restore_latest_good(par.restore_target, data_iter, log=log)
+  restored = ckpt.restore_latest_good(parallelism.restore_target, data_iter, log=log)
   if restored is not None:
     try:
       fingerprint.check_resume(restored[2], task.metadata, allow_data_change, log)
     except ConfigError:
       ckpt.close()
       raise
-    state = par.from_restored(restored[1])
+    state = parallelism.from_restored(restored[1])
     log(f"Resumed from the checkpoint at step {restored[0]} in {workdir}.")
   else:
-    state = par.init(init_state, key)
-  start = int(par.host(state.step))
+    state = parallelism.init(init_state, key)
+  start = int(parallelism.host(state.step))
   if start >= config.total_steps:
     log(f"Already trained: step {start} >= total_steps={config.total_steps}; nothing to do.")
     ckpt.close()
     return EXIT_OK
 
-  train_step = par.step(make_train_step(task, tx, config.grad_accum, par.axis_name,
-                                        config.skip_nonfinite))
-  eval_step = par.eval(task.eval_sums)
+  train_step = parallelism.step(make_train_step(
+      task, tx, config.grad_accum, parallelism.axis_name, config.skip_nonfinite))
+  eval_step = parallelism.eval(task.eval_sums)
   metadata = {"config": json.loads(config.to_json_best_effort()), **task.metadata}
   writer = MetricWriter(workdir, enabled=is_main, repair=True)  # we hold the workdir lock
   watchdog = Watchdog(watchdog_secs, grace_secs)
@@ -177,8 +150,8 @@ def train(config, workdir: str, overrides: dict | None = None,
   window = [start, time.time()]
 
   def log_train(step, metrics):
-    bad = [(s, int(f)) for s, f in zip([s for s, _ in flags], par.host([f for _, f in flags]))
-           if int(f)]
+    steps = [s for s, _ in flags]
+    bad = [(s, int(f)) for s, f in zip(steps, parallelism.host([f for _, f in flags])) if int(f)]
     flags.clear()
     if bad and not config.skip_nonfinite:
       first, bits = bad[0]
@@ -186,7 +159,7 @@ def train(config, workdir: str, overrides: dict | None = None,
       raise Diverged(f"Non-finite {' and '.join(names)} at step {first}; stopped, and the "
                      "last good checkpoint is kept. Lower optim.lr, or set "
                      "--config.skip_nonfinite=True to skip such steps.")
-    values = {k: float(v) for k, v in par.host(metrics).items() if k != "nonfinite"}
+    values = {k: float(v) for k, v in parallelism.host(metrics).items() if k != "nonfinite"}
     values["skipped_steps"] = float(len(bad))
     values["lr"] = float(schedule(step - 1))
     now = time.time()
@@ -200,13 +173,14 @@ def train(config, workdir: str, overrides: dict | None = None,
     if not saved:
       watchdog.hold("the first checkpoint save (compiling its checksums)")
       saved.append(step)
-    ckpt.save(step, par.to_saveable(state), data_iter, {**metadata, "step": step}, force=force)
+    ckpt.save(step, parallelism.to_saveable(state), data_iter, {**metadata, "step": step},
+              force=force)
 
   finished = evaluated = False
   saved = []
   try:
     for step in range(start + 1, config.total_steps + 1):
-      state, metrics = train_step(state, par.batch(next(data_iter)))
+      state, metrics = train_step(state, parallelism.batch(next(data_iter)))
       in_flight.add(metrics, f"train step {step}")
       flags.append((step, metrics["nonfinite"]))
       if pending is not None:
@@ -225,7 +199,7 @@ def train(config, workdir: str, overrides: dict | None = None,
         if not evaluated:
           watchdog.hold("compiling the evaluation step")
           evaluated = True
-        results = evaluate(task, par, eval_step, state, beat=watchdog.beat)
+        results = evaluate(task, parallelism, eval_step, state, beat=watchdog.beat)
         writer.write(step, "eval", results)
         bar.write(f"step {step}: eval " + " ".join(f"{k}={v:.4f}" for k, v in results.items()))
         window[:] = [step, time.time()]  # throughput excludes evaluation
@@ -254,7 +228,7 @@ def train(config, workdir: str, overrides: dict | None = None,
   try:
     if task.on_end is not None:
       watchdog.beat("last checkpoint written; gathering the parameters for the end of run")
-      params, model_state = par.host((state.params, state.model_state))  # collective
+      params, model_state = parallelism.host((state.params, state.model_state))  # collective
       if is_main:
         task.on_end(params, model_state, workdir)
   finally:

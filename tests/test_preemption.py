@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY_CLI_FLAGS, run_cli, tiny_lm_config
+from conftest import REPO, TINY_CLI_FLAGS, metric_rows, run_cli, tiny_lm_config
 from ssl_jax import train
 from ssl_jax.checkpoint import load_latest
 
@@ -28,9 +28,8 @@ def _flags(corpus_dir, data_dir, workdir, checkpoint_every=10):
 
 
 def _rows(workdir):
-  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   return {(r["step"], r["split"]): {k: v for k, v in r.items() if not k.endswith("_per_s")}
-          for r in rows}
+          for r in metric_rows(workdir)}
 
 
 @pytest.fixture(scope="module")
@@ -156,21 +155,20 @@ def _nan_at_batch(index):
   return make
 
 
-def test_nan_stops_with_step_and_metric_and_keeps_good_checkpoint(corpus_dir, data_dir,
-                                                                  tmp_path, monkeypatch):
-  monkeypatch.setattr(train, "make_task", _nan_at_batch(6))  # the 7th step
+def test_nan_stops_with_step_and_metric_and_keeps_good_checkpoint(corpus_dir, data_dir, tmp_path):
+  poisoned = _nan_at_batch(6)  # the 7th step
   cfg = tiny_lm_config(f"{corpus_dir}/*.py", data_dir, total_steps=12, checkpoint_every=4,
                        eval_every=12, log_every=4)
   with pytest.raises(train.Diverged, match="Non-finite loss and grad_norm at step 7"):
-    train.train(cfg, str(tmp_path / "stop"))
+    train.train(cfg, str(tmp_path / "stop"), make_task=poisoned)
   assert load_latest(str(tmp_path / "stop"))[0] == 4
   assert sorted(os.listdir(tmp_path / "stop" / "checkpoints")) == ["4"]
 
   cfg.skip_nonfinite = True
-  assert train.train(cfg, str(tmp_path / "skip")) == 0
+  assert train.train(cfg, str(tmp_path / "skip"), make_task=poisoned) == 0
   _, state, _ = load_latest(str(tmp_path / "skip"))
   assert all(np.isfinite(x).all() for x in jax_leaves(state["params"]))
-  rows = [json.loads(line) for line in open(tmp_path / "skip" / "metrics.jsonl")]
+  rows = metric_rows(str(tmp_path / "skip"))
   assert sum(r.get("skipped_steps", 0) for r in rows) == 1
 
 
