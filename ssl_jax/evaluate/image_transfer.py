@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from ssl_jax.data import augment, images
 from ssl_jax.evaluate.transfer import Encoder, Labelled, Transfer
 from ssl_jax.models import encoders
-from ssl_jax.tasks.vision import model_input, split_variables
+from ssl_jax.models.inputs import model_input, split_variables
 
 
 def _subtree(tree, path: str):
