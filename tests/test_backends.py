@@ -1,0 +1,100 @@
+"""Backend choices are config fields (model.attention, model.matmul), resolved in one place
+(ssl_jax/models/layers.py) from the platform of the run's devices, and reach the model."""
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import pytest
+
+from ssl_jax import models
+from ssl_jax.errors import ConfigError
+from ssl_jax.models import encoders, gpt, layers
+
+V, T = 37, 128  # T: two query blocks of 64, where the blocked path applies
+
+
+@pytest.mark.parametrize("platform, attention, matmul", [
+    ("cpu", "blocked", "cpu"),  # both measured on CPU
+    ("gpu", "cudnn", "xla"),
+    ("cuda", "cudnn", "xla"),
+    ("tpu", "xla", "xla"),  # never measured there: plain XLA
+    ("METAL", "xla", "xla"),
+])
+def test_auto_is_a_function_of_the_platform(platform, attention, matmul):
+  assert layers.resolve_attention("auto", platform) == attention
+  assert layers.resolve_matmul("auto", platform) == matmul
+
+
+@pytest.mark.parametrize("platform", ["cpu", "gpu", "tpu"])
+def test_explicit_choices_are_kept_on_every_platform(platform):
+  for choice in layers.ATTENTION_CHOICES[1:]:
+    assert layers.resolve_attention(choice, platform) == choice
+  for choice in layers.MATMUL_CHOICES[1:]:
+    assert layers.resolve_matmul(choice, platform) == choice
+  with pytest.raises(ConfigError, match="model.attention"):
+    layers.resolve_attention("flash", platform)
+
+
+def _model_config(**fields):
+  c = ml_collections.ConfigDict(dict(
+      name="gpt", max_len=T, num_layers=1, num_heads=2, width=32, mlp_ratio=4, dropout=0.0,
+      position="rope", remat=False, dtype="float32"))
+  c.update(fields)
+  return c
+
+
+def test_config_fields_reach_the_model():
+  model = models.language_model(_model_config(attention="xla", matmul="cpu"), V)
+  assert (model.attention, model.matmul) == ("xla", "cpu")
+  tpu = models.language_model(_model_config(attention="auto", matmul="auto"), V, platform="tpu")
+  assert (tpu.attention, tpu.matmul) == ("xla", "xla")
+  # A config (or checkpoint) from before these fields existed: "auto", on this CPU run.
+  old = models.language_model(_model_config(), V)
+  assert (old.attention, old.matmul) == ("blocked", "cpu")
+  vit = encoders.image_encoder(ml_collections.ConfigDict(dict(
+      name="vit", patch_size=2, depth=1, width=16, num_heads=2, pool="mean", matmul="auto")),
+      platform="cpu")
+  assert vit.matmul == "cpu"
+
+
+def _count_primitives(fn, *args, name):
+  return str(jax.make_jaxpr(fn)(*args)).count(name)
+
+
+def test_each_choice_changes_the_computation_not_the_function():
+  tokens = jax.random.randint(jax.random.key(0), (2, T), 0, V)
+  variants = {(a, m): models.language_model(_model_config(attention=a, matmul=m), V)
+              for a, m in [("xla", "xla"), ("blocked", "xla"), ("xla", "cpu")]}
+  params = variants["xla", "xla"].init(jax.random.key(1), tokens)["params"]
+
+  def loss(model):
+    return lambda p: jnp.mean(model.apply({"params": p}, tokens) ** 2)
+
+  plain = variants["xla", "xla"]
+  # Two query blocks: two softmaxes instead of one; the CPU product is a custom VJP.
+  assert (_count_primitives(loss(variants["blocked", "xla"]), params, name="exp")
+          > _count_primitives(loss(plain), params, name="exp"))
+  assert _count_primitives(loss(variants["xla", "cpu"]), params, name="custom_vjp") > 0
+  assert _count_primitives(loss(plain), params, name="custom_vjp") == 0
+  want_value, want_grad = jax.value_and_grad(loss(plain))(params)
+  for key in [("blocked", "xla"), ("xla", "cpu")]:
+    value, grad = jax.value_and_grad(loss(variants[key]))(params)
+    chex.assert_trees_all_close((value, grad), (want_value, want_grad), rtol=1e-4, atol=1e-6)
+
+
+def test_cudnn_choice_off_its_kernel_runs_the_xla_path():
+  """float32 on CPU: the fused kernel does not apply, so attention is plain XLA."""
+  q = jax.random.normal(jax.random.key(0), (1, 16, 2, 8))
+  chex.assert_trees_all_close(gpt.attention(q, q, q, causal=True, kernel="cudnn"),
+                              gpt.attention(q, q, q, causal=True, kernel="xla"))
+
+
+def test_product_over_several_input_axes_stays_xla():
+  """The attention output projection contracts heads x head size of a transposed input."""
+  assert layers.dense_general(8, matmul="cpu", axis=(-2, -1)).dot_general is None
+  assert layers.dense_general(8, matmul="cpu").dot_general is not None
+  assert layers.dense(8, matmul="xla").dot_general is None
+
+
+def test_no_module_level_backend_switch():
+  assert not hasattr(gpt, "ATTENTION_IMPL")
