@@ -56,13 +56,15 @@ def tiny_lm_config(source: str, data_dir: str, **overrides):
   return set_fields(c, overrides)
 
 
+# The experiment configs: every configs/NAME.py but the package's own files.
+CONFIG_NAMES = sorted(name[:-3] for name in os.listdir(os.path.join(REPO, "configs"))
+                      if name.endswith(".py") and name not in ("__init__.py", "common.py"))
+
+
 def load_config(name: str, **changes):
   """configs/NAME.py's config with dotted-field changes applied."""
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(f"cfg_{name}", f"{REPO}/configs/{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return set_fields(module.get_config(), changes)
+  import importlib
+  return set_fields(importlib.import_module(f"configs.{name}").get_config(), changes)
 
 
 def tiny_simclr_config(data_dir: str, **changes):

@@ -1,7 +1,5 @@
 """BYOL: the target gets no gradient and moves by the EMA rule; the task trains end to end."""
-import importlib.util
 import json
-import os
 
 import chex
 import jax
@@ -9,22 +7,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from conftest import REPO
+from conftest import load_config, metric_rows
 from ssl_jax.objectives import byol
 from ssl_jax.step import TrainState, make_train_step
 from ssl_jax.tasks import make_task
 
 
 def tiny_byol_config(data_dir, **changes):
-  spec = importlib.util.spec_from_file_location(
-      "byol_digits", os.path.join(REPO, "configs", "byol_digits.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config()
-  c.data.data_dir = data_dir
-  c.batch_size, c.model.width, c.head.out_dim, c.head.hidden_dim, c.eval_steps = 16, 4, 8, 16, 1
-  c.update(changes)
-  return c
+  return load_config("byol_digits", **{
+      "data.data_dir": data_dir, "batch_size": 16, "model.width": 4, "head.out_dim": 8,
+      "head.hidden_dim": 16, "eval_steps": 1, **changes})
 
 
 def test_target_decay_schedule_and_ema_rule():
@@ -71,7 +63,7 @@ def test_byol_trains_and_evaluates(data_dir, tmp_path):
                          checkpoint_every=6)
   workdir = str(tmp_path / "byol")
   assert train.train(cfg, workdir) == 0
-  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  rows = metric_rows(workdir)
   assert all(np.isfinite(r["loss"]) for r in rows)
   out = run_cli("ssl_jax.evaluate", "--workdir", workdir, "--protocol", "knn",
                 "--data_dir", data_dir, "--max_train_examples", "200", "--max_test_examples", "100")

@@ -2,8 +2,6 @@
 fields, config files, workdirs, corpora and image folders; and the two runtime failures
 that have their own exit codes (a full disk, a batch too large for device memory)."""
 import errno
-import glob
-import importlib.util
 import os
 import types
 
@@ -12,17 +10,9 @@ import jax.numpy as jnp
 import pytest
 from PIL import Image
 
-from conftest import REPO, set_fields
+from conftest import CONFIG_NAMES, REPO, load_config
 from ssl_jax import config_check, failures, train
 from ssl_jax.errors import ConfigError, DataError, StorageError
-
-
-def load_config(name: str, **changes):
-  """configs/NAME.py's config with dotted-field changes applied."""
-  spec = importlib.util.spec_from_file_location(f"cfg_{name}", f"{REPO}/configs/{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return set_fields(module.get_config(), changes)
 
 
 BAD_FIELDS = [
@@ -117,13 +107,13 @@ def test_every_bad_field_is_named_in_one_paragraph():
   assert all(f in text for f in ("eval_steps", "model.dtype", "optim.b2")) and "\n" not in text
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(f"{REPO}/configs/*.py")))
-def test_shipped_configs_pass_the_checks(path):
-  config_check.check(load_config(os.path.basename(path)[:-3]))
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_shipped_configs_pass_the_checks(name):
+  config_check.check(load_config(name))
 
 
 def test_every_rule_names_a_field_some_config_has():
-  configs = [load_config(os.path.basename(p)[:-3]) for p in glob.glob(f"{REPO}/configs/*.py")]
+  configs = [load_config(name) for name in CONFIG_NAMES]
   for name in config_check.RULES:
     assert any(config_check._lookup(c, name)[0] for c in configs), name
 

@@ -1,7 +1,4 @@
 """NT-Xent against NumPy, and the same loss whatever the device count (jit and shard_map)."""
-import importlib.util
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +8,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from ssl_jax.errors import ConfigError
 from ssl_jax.objectives import simclr
 
-from conftest import REPO, set_fields
+from conftest import tiny_simclr_config
 
 N_DEV = 8
 
@@ -88,23 +85,6 @@ def test_shard_map_with_axis_name_equals_1_device():
       lambda a, b: jax.lax.pmean(simclr.nt_xent(a, b, 0.2)[0], "d"), mesh=mesh,
       in_specs=(P("d"), P("d")), out_specs=P()))(z1 @ w, z2 @ w)
   assert abs(float(local_only) - float(want_loss)) > 0.1
-
-
-def load_config(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
-def tiny_simclr_config(data_dir, **changes):
-  c = load_config("simclr_digits")
-  c.data.data_dir = data_dir
-  c.batch_size = 16
-  c.model.width = 4
-  c.head.out_dim = 8
-  c.eval_steps = 1
-  return set_fields(c, changes)
 
 
 def test_simclr_task_loss_is_global_on_8_devices(data_dir):

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import TINY_CLI_FLAGS, run_cli
+from conftest import TINY_CLI_FLAGS, metric_rows, run_cli
 from ssl_jax.data import stdlib_packages
 
 
@@ -55,5 +55,5 @@ def test_evaluate_cli_on_text_encoders(objective, protocol, corpus_dir, data_dir
     assert result["split"] == protocol and result["step"] == 4
     for key in ("top1", "random_init_top1", "bag_of_tokens_top1"):
       assert 0.0 <= result[key] <= 1.0
-  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  rows = metric_rows(workdir)
   assert protocol in {r["split"] for r in rows}

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_lm_config
+from conftest import metric_rows, tiny_lm_config
 from ssl_jax import train
 from ssl_jax.checkpoint import Checkpointer, load_latest
 
@@ -20,17 +20,12 @@ def repetitive_corpus(tmp_path_factory):
   return str(out / "*.txt")
 
 
-def _metrics(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
-
-
 @pytest.mark.parametrize("model", ["gpt", "lstm"])
 def test_a_few_steps_reduce_the_loss(repetitive_corpus, data_dir, tmp_path, model):
   cfg = tiny_lm_config(repetitive_corpus, data_dir, total_steps=30, eval_every=30,
                        checkpoint_every=30, **{"model.name": model, "optim.lr": 1e-2})
   assert train.train(cfg, str(tmp_path)) == 0
-  rows = _metrics(str(tmp_path))
+  rows = metric_rows(str(tmp_path))
   first = [r for r in rows if r["split"] == "train"][0]
   final = [r for r in rows if r["split"] == "eval"][-1]
   assert first["loss"] > 3.0  # near ln(257) ~ 5.5 at the start
@@ -78,7 +73,7 @@ def test_resume_is_exact_and_finished_runs_exit_zero(corpus_dir, data_dir, tmp_p
   assert step == 12
   chex.assert_trees_all_equal(resumed["params"], straight["params"])
   chex.assert_trees_all_equal(resumed["opt_state"], straight["opt_state"])
-  rows = [r for r in _metrics(workdir) if r["split"] == "train"]
+  rows = [r for r in metric_rows(workdir) if r["split"] == "train"]
   by_step = {}
   for r in rows:
     by_step.setdefault(r["step"], []).append(r["loss"])
