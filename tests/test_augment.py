@@ -55,16 +55,22 @@ def test_each_example_has_its_own_key(images_uint8, draw):
 
 def test_full_window_crop_is_identity_and_flip_mirrors(images_uint8):
   x = augment.to_float(images_uint8[0])
+  still = augment.ViewSpec(crop_min_scale=1.0, crop_ratio=(1.0, 1.0), flip_prob=1.0,
+                           jitter_prob=0.0, grayscale_prob=0.0)
 
   @jax.jit  # one compilation instead of one per eager op
   def ops(x):
     return dict(
         full=augment.crop_and_resize(x, 0.0, 0.0, S, S, S),
-        full_random=augment.random_resized_crop(jax.random.key(0), x, S, (1.0, 1.0), (1.0, 1.0)),
+        full_random=augment.random_resized_crop(jnp.full(4, 0.3), x, S, (1.0, 1.0), (1.0, 1.0)),
         # A centred half-size window at half size is exactly that window.
         half=augment.crop_and_resize(x, S / 4, S / 4, S / 2, S / 2, S // 2),
-        flipped=augment.random_flip(jax.random.key(0), x, 1.0),
-        kept=augment.random_flip(jax.random.key(0), x, 0.0))
+        flipped=augment.random_flip(0.5, x, 1.0),
+        kept=augment.random_flip(0.5, x, 0.0),
+        # A view with every other op switched off is the flip alone, or the image.
+        view_flipped=augment.augment_view(jax.random.key(0), x, still, S),
+        view_kept=augment.augment_view(jax.random.key(0), x,
+                                       dataclasses.replace(still, flip_prob=0.0), S))
 
   out = ops(x)
   np.testing.assert_allclose(out["full"], x, atol=1e-6)
@@ -73,6 +79,8 @@ def test_full_window_crop_is_identity_and_flip_mirrors(images_uint8):
                              atol=1e-6)
   np.testing.assert_array_equal(out["flipped"], x[:, ::-1])
   np.testing.assert_array_equal(out["kept"], x)
+  np.testing.assert_allclose(out["view_flipped"], x[:, ::-1], atol=1e-6)
+  np.testing.assert_allclose(out["view_kept"], x, atol=1e-6)
 
 
 def test_colour_ops(images_uint8):
@@ -85,7 +93,8 @@ def test_colour_ops(images_uint8):
     return dict(
         gray=augment.to_grayscale(x), desaturated=augment.adjust_saturation(x, 0.0),
         flat=augment.adjust_contrast(x, 0.0), darker=augment.adjust_brightness(x, 0.5),
-        no_jitter=augment.color_jitter(jax.random.key(5), x, 0.0, 0.0, 0.0, 0.0),
+        no_jitter=augment.color_jitter(jax.random.uniform(jax.random.key(5), (8,)), x,
+                                       0.0, 0.0, 0.0, 0.0),
         hsv=hsv, round_trip=augment.hsv_to_rgb(hsv), full_turn=augment.adjust_hue(x, 1.0),
         cyan=augment.adjust_hue(red, 0.5)[0, 0])
 
@@ -134,7 +143,7 @@ def test_presets_follow_the_published_recipes():
 
 
 def test_grid_shows_originals_then_views(images_uint8):
-  from ssl_jax import augment_grid
+  from ssl_jax.data import augment_grid
   pixels = augment_grid.grid(images_uint8[:2], augment.views("byol"), S, 3, jax.random.key(0),
                              zoom=2)
   T = 2 * S

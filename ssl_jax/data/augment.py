@@ -1,7 +1,8 @@
 """Image augmentations as pure JAX functions, run on device inside the train step.
 
-Every op maps (key, image_HxWxC) -> image, with float images in [0, 1] and one PRNG key
-per example, so a batch is a `jax.vmap` over keys and images and the whole pipeline jits.
+Every random op maps (uniforms, image_HxWxC) -> image, with float images in [0, 1]; a view
+draws all its uniforms from one PRNG key per example, so a batch is a `jax.vmap` over keys
+and images and the whole pipeline jits.
 Random choices (apply or not, random order) are taken with `jnp.where`/`lax.switch` on
 traced values: no Python control flow depends on the key.
 
@@ -123,16 +124,16 @@ def _crop_window(u4, H: int, W: int, scale, ratio):
   return u4[2] * (H - height), u4[3] * (W - width), height, width
 
 
-def random_resized_crop(key, image_HxWxC, out_size: int, scale=(0.08, 1.0),
+def random_resized_crop(u4, image_HxWxC, out_size: int, scale=(0.08, 1.0),
                         ratio=(3 / 4, 4 / 3)):
   """Random area fraction and log-uniform aspect ratio, resampled to out_size^2."""
   H, W, _ = image_HxWxC.shape
-  window = _crop_window(jax.random.uniform(key, (4,)), H, W, scale, ratio)
-  return crop_and_resize(image_HxWxC, *window, out_size)
+  return crop_and_resize(image_HxWxC, *_crop_window(u4, H, W, scale, ratio), out_size)
 
 
-def random_flip(key, image_HxWxC, prob: float = 0.5):
-  return jnp.where(jax.random.bernoulli(key, prob), image_HxWxC[:, ::-1], image_HxWxC)
+def random_flip(u, image_HxWxC, prob: float = 0.5):
+  """Mirrored left-right when the uniform `u` falls below `prob`."""
+  return jnp.where(u < prob, image_HxWxC[:, ::-1], image_HxWxC)
 
 
 # --- colour ---------------------------------------------------------------------------------
@@ -188,8 +189,10 @@ def adjust_hue(image, delta):
   return jnp.clip(hsv_to_rgb(hsv), 0.0, 1.0)
 
 
-def _jitter(u8, image, brightness: float, contrast: float, saturation: float, hue: float):
-  """Colour jitter from eight uniforms: four set the order, four the strengths."""
+def color_jitter(u8, image, brightness: float, contrast: float, saturation: float,
+                 hue: float):
+  """Brightness, contrast, saturation and hue changes, applied in a random order: of the
+  eight uniforms `u8`, four set the order and four the strengths."""
   def factor(u, amount):
     low = max(0.0, 1.0 - amount)
     return low + u * (1.0 + amount - low)
@@ -203,12 +206,6 @@ def _jitter(u8, image, brightness: float, contrast: float, saturation: float, hu
   order = jnp.argsort(u8[:4])  # a uniformly random permutation
   # A loop (not unrolled) keeps one copy of the four ops in the compiled program.
   return jax.lax.fori_loop(0, len(ops), lambda i, x: jax.lax.switch(order[i], ops, x), image)
-
-
-def color_jitter(key, image, brightness: float, contrast: float, saturation: float,
-                 hue: float):
-  """Brightness, contrast, saturation and hue changes, applied in a random order."""
-  return _jitter(jax.random.uniform(key, (8,)), image, brightness, contrast, saturation, hue)
 
 
 # --- filters --------------------------------------------------------------------------------
@@ -241,13 +238,13 @@ def augment_view(key, image_HxWxC, spec: ViewSpec, out_size: int):
   All random numbers of the view come from one draw: each extra PRNG call costs seconds of
   compilation on CPU, and nothing here needs more than uniforms.
   """
-  H, W, _ = image_HxWxC.shape
   u = jax.random.uniform(key, (18,))
-  x = crop_and_resize(image_HxWxC, *_crop_window(u[0:4], H, W, (spec.crop_min_scale,
-                      spec.crop_max_scale), spec.crop_ratio), out_size)
-  x = jnp.where(u[4] < spec.flip_prob, x[:, ::-1], x)
+  x = random_resized_crop(u[0:4], image_HxWxC, out_size,
+                          (spec.crop_min_scale, spec.crop_max_scale), spec.crop_ratio)
+  x = random_flip(u[4], x, spec.flip_prob)
   if spec.jitter_prob > 0:
-    jittered = _jitter(u[5:13], x, spec.brightness, spec.contrast, spec.saturation, spec.hue)
+    jittered = color_jitter(u[5:13], x, spec.brightness, spec.contrast, spec.saturation,
+                            spec.hue)
     x = jnp.where(u[13] < spec.jitter_prob, jittered, x)
   if spec.grayscale_prob > 0:
     x = jnp.where(u[14] < spec.grayscale_prob, to_grayscale(x), x)
