@@ -143,7 +143,7 @@ def test_presets_follow_the_published_recipes():
 
 
 def test_grid_shows_originals_then_views(images_uint8):
-  from ssl_jax.data import augment_grid
+  from ssl_jax import augment_grid
   pixels = augment_grid.grid(images_uint8[:2], augment.views("byol"), S, 3, jax.random.key(0),
                              zoom=2)
   T = 2 * S
