@@ -8,6 +8,10 @@ import resource
 import time
 
 BYTE_VOCAB = 257  # ssl_jax's byte tokenizer: 256 byte values + end-of-document
+# simclr.temperature of configs/simclr_cifar10_resnet18.py, the recipe the SimCLR rows
+# time (tests/test_bench.py checks they agree). A constant, not a config read: the GPU
+# image that runs device_check.py has no ml_collections.
+SIMCLR_TEMPERATURE = 0.5
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,9 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks.common import SIMCLR_TEMPERATURE
 from ssl_jax.models.gpt import GPT
 from ssl_jax.models.layers import resolve_backends
 from ssl_jax.objectives import next_token
+from ssl_jax.optim import weight_decay_mask
 from ssl_jax.step import TrainState, make_train_step
 from ssl_jax.tasks import Task
 
@@ -56,7 +58,7 @@ def gpt_adamw():
   """The optimizer of configs/gpt_tiny.py (clipping, AdamW, decay on matrices only)."""
   return optax.chain(optax.clip_by_global_norm(1.0),
                      optax.adamw(1e-3, b1=0.9, b2=0.95, weight_decay=0.1,
-                                 mask=lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)))
+                                 mask=weight_decay_mask))
 
 
 def gpt_row(layers, heads, width, seq, batch, vocab, flops_per_token, dtype="float32",
@@ -87,25 +89,20 @@ def gpt_row(layers, heads, width, seq, batch, vocab, flops_per_token, dtype="flo
 
 
 def simclr_row(batch, image_size=32, width=64, dtype="float32"):
-  """SimCLR ResNet-18 (CIFAR stem) step: two augmented views drawn on device, NT-Xent, LARS."""
+  """SimCLR ResNet-18 (CIFAR stem) step: two augmented views drawn on device, NT-Xent, LARS.
+
+  The loss is the SimCLR task's own (tasks/vision.py), at the CIFAR recipe's temperature.
+  """
   from ssl_jax.data import augment
   from ssl_jax.models.heads import EncoderWithHead, ProjectionHead
   from ssl_jax.models.resnet import ResNet
-  from ssl_jax.objectives import simclr
+  from ssl_jax.tasks.vision import simclr_loss
   encoder = ResNet(depth=18, stem="cifar", width=width, dtype=jnp.dtype(dtype))
   model = EncoderWithHead(encoder, ProjectionHead(encoder.features_dim, 128, 2))
   specs = augment.views("simclr", strength=0.5, blur=False)
   S = image_size
 
-  def loss_fn(params, model_state, batch_, rng):
-    v1, v2 = augment.augment_batch(rng, batch_["image"], specs, S)
-    x_2BxSxSx3 = jnp.stack([v1, v2], 1).reshape(-1, S, S, 3) * 2.0 - 1.0
-    (_, z), new_state = model.apply({"params": params, **model_state}, x_2BxSxSx3, train=True,
-                                    mutable=list(model_state))
-    z = z.reshape(-1, 2, z.shape[-1])
-    loss, metrics = simclr.nt_xent(z[:, 0], z[:, 1], 0.2)
-    return loss, (metrics, new_state)
-
+  loss_fn, _ = simclr_loss(model, specs, S, SIMCLR_TEMPERATURE)
   task = Task(init=None, loss_fn=loss_fn, eval_sums=None, finalize_eval=None,
               train_data=None, eval_data=[], unit=("images", batch))
   tx = optax.lars(0.3, weight_decay=1e-6, momentum=0.9)

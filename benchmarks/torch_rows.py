@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from benchmarks.common import SIMCLR_TEMPERATURE
+
 try:  # only the GPT-2 rows need it
   import transformers
 except ImportError:
@@ -100,6 +102,7 @@ class _ResNet18Cifar(nn.Module):
 
 
 def _nt_xent(z1, z2, temperature):
+  """ssl_jax's objectives/simclr.py nt_xent, in torch."""
   z = F.normalize(torch.cat([z1, z2]), dim=-1)
   n = z1.shape[0]
   logits = z @ z.t() / temperature
@@ -126,7 +129,7 @@ def simclr_row(batch, image_size=32, width=64, flops_per_step=0.0):
   def step():
     x = images.float() / 127.5 - 1.0
     z = model(torch.cat([view(x), view(x)]).contiguous(memory_format=torch.channels_last))
-    loss = _nt_xent(z[:batch], z[batch:], 0.2)
+    loss = _nt_xent(z[:batch], z[batch:], SIMCLR_TEMPERATURE)
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
