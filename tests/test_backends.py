@@ -98,3 +98,25 @@ def test_product_over_several_input_axes_stays_xla():
 
 def test_no_module_level_backend_switch():
   assert not hasattr(gpt, "ATTENTION_IMPL")
+
+
+_CHECK_WITHOUT_BACKEND = """
+from jax._src import xla_bridge
+from configs import gpt_tiny, simclr_digits
+from ssl_jax import config_check
+vit = simclr_digits.get_config()
+vit.model.name = "vit"
+for config in (gpt_tiny.get_config(), vit):
+  config_check.check(config)
+assert not xla_bridge._backends, "a config check initialised the JAX backend"
+"""
+
+
+def test_config_checks_resolve_no_backend():
+  """"auto" is resolved when a model is built, after distributed initialisation, never
+  while configs are checked (jax.distributed.initialize must come before any device use)."""
+  import subprocess
+  import sys
+  out = subprocess.run([sys.executable, "-c", _CHECK_WITHOUT_BACKEND], capture_output=True,
+                       text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]

@@ -8,28 +8,38 @@ def image_encoder(cfg, bn_axis_name: str | None = None, platform: str | None = N
   """A ResNet (name "resnet": depth, stem, width) or a ViT (name "vit": patch_size, depth,
   width, num_heads, mlp_ratio, pool, matmul), both exposing `features_dim`. platform: of the
   devices the encoder runs on (default: the run's), which resolves model.matmul "auto"."""
+  check_encoder(cfg)
   dtype = jnp.dtype(cfg.get("dtype", "float32"))
   if cfg.name == "resnet":
-    from ssl_jax.models.resnet import STAGES, ResNet
+    from ssl_jax.models.resnet import ResNet
+    return ResNet(depth=cfg.depth, stem=cfg.stem, width=cfg.width, bn_axis_name=bn_axis_name,
+                  dtype=dtype)
+  from ssl_jax.models import layers
+  from ssl_jax.models.vit import ViT
+  return ViT(patch_size=cfg.patch_size, depth=cfg.depth, width=cfg.width,
+             num_heads=cfg.num_heads, mlp_ratio=cfg.get("mlp_ratio", 4), pool=cfg.pool,
+             dtype=dtype, matmul=layers.resolve_backends(cfg, platform)["matmul"])
+
+
+def check_encoder(cfg):
+  """ConfigError unless image_encoder can build cfg. Touches no device, so it runs before
+  distributed initialisation."""
+  if cfg.name == "resnet":
+    from ssl_jax.models.resnet import STAGES
     if cfg.depth not in STAGES:
       raise ConfigError(f"model.depth={cfg.depth} is not a ResNet depth; use one of "
                         f"{', '.join(map(str, STAGES))}.")
     if cfg.stem not in ("cifar", "imagenet"):
       raise ConfigError(f"model.stem must be 'cifar' or 'imagenet', got {cfg.stem!r}.")
-    return ResNet(depth=cfg.depth, stem=cfg.stem, width=cfg.width, bn_axis_name=bn_axis_name,
-                  dtype=dtype)
-  if cfg.name == "vit":
-    from ssl_jax.models import layers
-    from ssl_jax.models.vit import ViT
+  elif cfg.name == "vit":
     if cfg.width % cfg.num_heads:
       raise ConfigError(f"model.width={cfg.width} is not divisible by model.num_heads="
                         f"{cfg.num_heads}.")
     if cfg.pool not in ("cls", "mean"):
       raise ConfigError(f"model.pool must be 'cls' or 'mean', got {cfg.pool!r}.")
-    return ViT(patch_size=cfg.patch_size, depth=cfg.depth, width=cfg.width,
-               num_heads=cfg.num_heads, mlp_ratio=cfg.get("mlp_ratio", 4), pool=cfg.pool,
-               dtype=dtype, matmul=layers.resolve_backends(cfg, platform)["matmul"])
-  raise ConfigError(f"model.name must be 'resnet' or 'vit' for an image encoder, got {cfg.name!r}.")
+  else:
+    raise ConfigError(
+        f"model.name must be 'resnet' or 'vit' for an image encoder, got {cfg.name!r}.")
 
 
 def check_image_size(cfg, image_size: int):

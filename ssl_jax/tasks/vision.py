@@ -40,7 +40,7 @@ def validate(config):
   """What an image config must satisfy before any data is read: the image size suits the
   encoder, the encoder can be built, and the preset gives the two views both methods need."""
   encoders.check_image_size(config.model, config.data.image_size)
-  encoders.image_encoder(config.model)  # ResNet depth, ViT heads and pooling
+  encoders.check_encoder(config.model)  # ResNet depth, ViT heads and pooling
   views = view_specs(config)
   if len(views) != 2:
     raise ConfigError(f"{config.objective} needs two views; augment.preset="
