@@ -100,6 +100,12 @@ def set_fields(config, changes: dict):
   return config
 
 
+def tiny_lm_flags(corpus_dir: str, data_dir: str, *extra):
+  """Command-line flags of a tiny_lm_config-sized configs/gpt_tiny.py run on the corpus."""
+  return ["--config", "configs/gpt_tiny.py", f"--config.data.source={corpus_dir}/*.py",
+          f"--config.data.data_dir={data_dir}", *TINY_CLI_FLAGS, *extra]
+
+
 TINY_CLI_FLAGS = [
     "--config.data.seq_len=32", "--config.model.max_len=32", "--config.model.num_layers=1",
     "--config.model.num_heads=2", "--config.model.width=32", "--config.total_steps=12",

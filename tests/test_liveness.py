@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from conftest import REPO, TINY_CLI_FLAGS, free_port
+from conftest import REPO, free_port, tiny_lm_flags
 from ssl_jax import watchdog
 from ssl_jax.eval_loop import InFlight
 from ssl_jax.checkpoint import load_latest
@@ -93,12 +93,11 @@ def test_two_process_evaluation_of_300_batches_finishes():
 def _start(workdir, corpus_dir, data_dir, port, process_id, extra):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
              JAX_PLATFORMS="cpu")
-  flags = ["--config", "configs/gpt_tiny.py", "--workdir", workdir,
-           f"--config.data.source={corpus_dir}/*.py", f"--config.data.data_dir={data_dir}",
-           *TINY_CLI_FLAGS, "--config.total_steps=100000", "--config.eval_every=5",
-           "--config.checkpoint_every=5", "--config.log_every=1",
-           f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-           f"--process_id={process_id}", *extra]
+  flags = tiny_lm_flags(corpus_dir, data_dir, "--workdir", workdir,
+                        "--config.total_steps=100000", "--config.eval_every=5",
+                        "--config.checkpoint_every=5", "--config.log_every=1",
+                        f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                        f"--process_id={process_id}", *extra)
   return subprocess.Popen([sys.executable, "-m", "ssl_jax.main", *flags], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY_CLI_FLAGS, metric_rows, run_cli, tiny_lm_config, tiny_simclr_config
+from conftest import REPO, metric_rows, run_cli, tiny_lm_config, tiny_lm_flags, tiny_simclr_config
 from ssl_jax import parallel, train
 from ssl_jax.checkpoint import load_latest
 
@@ -22,10 +22,8 @@ def _losses(workdir, split="train"):
 
 
 def _cli_flags(corpus_dir, data_dir, *extra):
-  return ["--config", "configs/gpt_tiny.py", f"--config.data.source={corpus_dir}/*.py",
-          f"--config.data.data_dir={data_dir}", *TINY_CLI_FLAGS,
-          f"--config.total_steps={STEPS}", "--config.log_every=1",
-          f"--config.checkpoint_every={STEPS // 2}", *extra]
+  return tiny_lm_flags(corpus_dir, data_dir, f"--config.total_steps={STEPS}",
+                       "--config.log_every=1", f"--config.checkpoint_every={STEPS // 2}", *extra)
 
 
 @pytest.fixture(scope="module")

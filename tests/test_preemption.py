@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY_CLI_FLAGS, metric_rows, run_cli, tiny_lm_config
+from conftest import REPO, metric_rows, run_cli, tiny_lm_config, tiny_lm_flags
 from ssl_jax import train
 from ssl_jax.checkpoint import load_latest
 
@@ -20,11 +20,10 @@ STEPS = 120
 
 
 def _flags(corpus_dir, data_dir, workdir, checkpoint_every=10):
-  return ["--config", "configs/gpt_tiny.py", "--workdir", workdir,
-          f"--config.data.source={corpus_dir}/*.py", f"--config.data.data_dir={data_dir}",
-          *TINY_CLI_FLAGS, f"--config.total_steps={STEPS}", "--config.log_every=1",
-          f"--config.checkpoint_every={checkpoint_every}", "--config.eval_every=40",
-          "--config.keep_checkpoints=20"]
+  return tiny_lm_flags(corpus_dir, data_dir, "--workdir", workdir,
+                       f"--config.total_steps={STEPS}", "--config.log_every=1",
+                       f"--config.checkpoint_every={checkpoint_every}", "--config.eval_every=40",
+                       "--config.keep_checkpoints=20")
 
 
 def _rows(workdir):
@@ -178,9 +177,7 @@ def jax_leaves(tree):
 
 
 def test_sweep_table_and_determinism_check(corpus_dir, data_dir, tmp_path):
-  flags = ["--config", "configs/gpt_tiny.py", f"--config.data.source={corpus_dir}/*.py",
-           f"--config.data.data_dir={data_dir}", *TINY_CLI_FLAGS, "--config.total_steps=6",
-           "--config.eval_every=6"]
+  flags = tiny_lm_flags(corpus_dir, data_dir, "--config.total_steps=6", "--config.eval_every=6")
   out = run_cli("ssl_jax.sweep", *flags, "--workdir", str(tmp_path / "sweep"), "--seeds", "0,1")
   assert out.returncode == 0, out.stderr[-3000:]
   summary = json.load(open(tmp_path / "sweep" / "sweep.json"))
