@@ -50,3 +50,34 @@ def test_tasks_take_the_device_axis_from_the_parallel_wrapper():
              if (isinstance(node, ast.Attribute) and node.attr == "parallel")
              or (isinstance(node, ast.Constant) and node.value == "parallel")]
     assert not reads and "ssl_jax.parallel" not in imported_modules(path), (path, reads)
+
+
+def _project_module_names(tree):
+  """Local names bound to the project's own modules or their members by imports."""
+  names = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      names.update((a.asname or a.name).split(".")[0] for a in node.names
+                   if a.name.split(".")[0] in ("ssl_jax", "benchmarks"))
+    elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in (
+        "ssl_jax", "benchmarks"):
+      names.update(a.asname or a.name for a in node.names)
+  return names
+
+
+def test_no_module_level_switch_is_set_from_outside():
+  """Backend and other choices are config fields or arguments: no file assigns to another
+  project module's globals (as `gpt.ATTENTION_IMPL = "xla"` once did)."""
+  files = (glob.glob(os.path.join(REPO, "ssl_jax", "**", "*.py"), recursive=True)
+           + glob.glob(os.path.join(REPO, "benchmarks", "*.py")))
+  found = []
+  for path in files:
+    tree = ast.parse(open(path).read())
+    modules = _project_module_names(tree)
+    for node in ast.walk(tree):
+      targets = (node.targets if isinstance(node, ast.Assign)
+                 else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+      found += [f"{os.path.relpath(path, REPO)}:{node.lineno} {ast.unparse(t)}" for t in targets
+                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+                and t.value.id in modules]
+  assert not found
