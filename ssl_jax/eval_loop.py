@@ -1,7 +1,7 @@
 """The evaluation-sum loop, shared by training (train.evaluate) and the perplexity protocol,
 and the bounded dispatch (InFlight) that both it and the train loop run under.
 
-A task's evaluation statistics are additive sums (loss sum, token count, ...): summing them
+A task's eval sums are additive evaluation statistics (loss sum, token count, ...): summing them
 over batches and dividing at the end gives exact means over the evaluated data.
 """
 import jax
@@ -45,7 +45,7 @@ def sum_batches(eval_step, params, model_state, batches, to_device=lambda batch:
   total = None
   in_flight = InFlight(on_done=beat)
   for i, batch in enumerate(batches):
-    sums = eval_step(params, model_state, to_device(batch))
-    total = sums if total is None else _tree_add(total, sums)
+    eval_sums = eval_step(params, model_state, to_device(batch))
+    total = eval_sums if total is None else _tree_add(total, eval_sums)
     in_flight.add(total, f"evaluation batch {i + 1}/{len(batches)}")
   return total

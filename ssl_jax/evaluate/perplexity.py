@@ -2,7 +2,7 @@
 
 The task is rebuilt from the checkpoint's config (so data, tokenizer and sequence length
 are the ones it trained with), its evaluation batches are run to the end of the split,
-and the additive sums give exact corpus means.
+and the eval sums (additive statistics) give exact corpus means.
 """
 import math
 import sys
