@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs ssl_jax on every worker of a Cloud TPU pod slice: copy the repo, install, train.
-#   launch/tpu_pod.sh TPU_NAME ZONE -- --config configs/NAME.py --workdir /mnt/BUCKET/run [--config.F=V ...]
-# The workdir must be a path every worker sees (e.g. a bucket mounted with gcsfuse); gs://
-# URLs are refused (exit 2) until object storage is supported.
+#   launch/tpu_pod.sh TPU_NAME ZONE -- --config configs/NAME.py --workdir gs://BUCKET/run [--config.F=V ...]
+# The workdir (and data.data_dir) must be somewhere every worker sees: a gs:// URL (the
+# workers' service account needs write access to the bucket) or a shared mounted path.
 # Optional environment: PROJECT (gcloud project), JAX_TPU_SPEC (pip spec of jax for TPU).
 # Every worker runs the same command; jax.distributed.initialize() finds the pod by itself
 # (SSL_JAX_DISTRIBUTED=1). Preempted workers exit 75 after a checkpoint: rerun to resume.

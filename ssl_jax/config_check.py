@@ -191,6 +191,13 @@ def resolve_paths(config):
     data.data_dir = storage.resolve("data.data_dir", data.data_dir)
 
 
+def check_data_dir(config):
+  """ConfigError unless a gs:// data.data_dir's bucket exists and can be read."""
+  data_dir = config.get("data", {}).get("data_dir")
+  if data_dir and storage.is_url(data_dir):
+    storage.check_url("data.data_dir", data_dir, write=False)
+
+
 def check_workdir(workdir: str):
   """ConfigError unless workdir is (or can be created as) a writable directory, or a gs://
   location this account can write; creates nothing."""

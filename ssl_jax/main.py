@@ -131,6 +131,7 @@ def run_command(argv, command) -> int:
     config_check.check(config)
     try:
       config_check.check_workdir(workdir)
+      config_check.check_data_dir(config)
     except ConfigError as e:  # a usage problem, not the config's
       print(f"error: {e}", file=sys.stderr)
       return EXIT_CONFIG

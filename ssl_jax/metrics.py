@@ -26,7 +26,7 @@ class MetricWriter:
   stopped before its next checkpoint; the resumed run logs them again, so they go first.
 
   On an object store (no append) rows are buffered and the whole object is rewritten with
-  them: at most every UPLOAD_SECS, and at flush() and close(). Rows lost in a crash were
+  them: after an evaluation row, else at most every UPLOAD_SECS, and at flush() and close(). Rows lost in a crash were
   logged after the last checkpoint, so the resumed run writes them again.
   """
 
@@ -61,8 +61,8 @@ class MetricWriter:
     line = json.dumps({"step": int(step), "split": split, **values}) + "\n"
     if self._remote:
       self._pending.append(line)
-      if time.time() - self._uploaded_at >= self.UPLOAD_SECS:
-        self.flush()
+      if split != "train" or time.time() - self._uploaded_at >= self.UPLOAD_SECS:
+        self.flush()  # evaluations are rare and worth keeping at once
     else:
       self._jsonl.write(line)
       self._jsonl.flush()

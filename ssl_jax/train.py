@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from ssl_jax import config_check, optim, parallel, tasks
+from ssl_jax import config_check, optim, parallel, storage, tasks
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.data import fingerprint, pipeline
 from ssl_jax.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
@@ -113,7 +113,7 @@ def train(config, workdir: str, overrides: dict | None = None,
   parallelism.setup(jax.eval_shape(init_state, key))
   claim_workdir(workdir, config, overrides or {}, allow_config_change, log)  # lock, run.json
 
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
+  ckpt = Checkpointer(storage.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
   data_iter = pipeline.to_iterator(task.train_data)
   restored = ckpt.restore_latest_good(parallelism.restore_target, data_iter, log=log)
   if restored is not None:
@@ -136,7 +136,8 @@ def train(config, workdir: str, overrides: dict | None = None,
       task, tx, config.grad_accum, parallelism.axis_name, config.skip_nonfinite))
   eval_step = parallelism.eval(task.eval_sums)
   metadata = {"config": json.loads(config.to_json_best_effort()), **task.metadata}
-  writer = MetricWriter(workdir, enabled=is_main, repair=True)  # we hold the workdir lock
+  # We hold the workdir lock; rows after the restored step are logged again below.
+  writer = MetricWriter(workdir, enabled=is_main, repair=True, resume_step=start)
   watchdog = Watchdog(watchdog_secs, grace_secs)
   watchdog.hold(f"compiling the train step (from step {start})")
   watcher = PreemptionWatcher(watchdog)
@@ -205,6 +206,7 @@ def train(config, workdir: str, overrides: dict | None = None,
         window[:] = [step, time.time()]  # throughput excludes evaluation
       if is_ckpt:
         save(step)
+        writer.flush()  # on an object store: rows up to a checkpoint are durable with it
         watchdog.beat(f"checkpoint at step {step} started")
       if watcher.should_stop(sync_now=is_log):
         if pending is not None:

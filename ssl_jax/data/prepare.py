@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 from ssl_jax import storage
+from ssl_jax.errors import DataError
 
 INFO_FILE = "dataset_info.json"
 
@@ -48,8 +49,12 @@ def upload_tree(local_dir: str, url: str):
                  for d, _, names in os.walk(local_dir) for n in names)
   files.sort(key=lambda rel: rel == INFO_FILE)  # stable: the info file goes last
   fs = storage.filesystem(url)
-  for rel in files:
-    fs.put_file(os.path.join(local_dir, rel), storage.join(url, rel))
+  try:
+    for rel in files:
+      fs.put_file(os.path.join(local_dir, rel), storage.join(url, rel))
+  except OSError as e:
+    raise DataError(f"Could not upload the prepared dataset to {url} ({e}). Prepare it into a "
+                    "data_dir this account can write, or upload a prepared copy there.") from e
 
 
 def _say(message: str):

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax import checkpoint_metadata, models
-from ssl_jax.data import stdlib_packages, text
+from ssl_jax.data import prepare, stdlib_packages, text
 from ssl_jax.evaluate.transfer import Encoder, Labelled, Transfer
 
 
@@ -62,7 +62,7 @@ def transfer(run, options) -> Transfer:
   tok = checkpoint_metadata.tokenizer(run.metadata)  # validated, errors as ConfigError
   model_vocab = tok.vocab_size + (1 if config.objective == "masked_lm" else 0)
   module = models.language_model(config.model, model_vocab)
-  train_src, test_src, names = stdlib_packages.load(text.data_dir(config.data))
+  train_src, test_src, names = stdlib_packages.load(prepare.data_dir(config.data))
   T = config.data.seq_len
   train = Labelled(*tokenize(train_src, tok, T))
   test = Labelled(*tokenize(test_src, tok, T))
