@@ -4,7 +4,6 @@ It knows a Task (tasks/__init__.py), an optax optimizer and a parallel wrapper
 (parallel.py: jit over a mesh, or pmap); nothing about models or data.
 """
 import json
-import os
 import signal
 import time
 
