@@ -11,11 +11,17 @@ Credentials come from the environment, as the Google Cloud libraries find them
 import os
 import tempfile
 
+import fsspec.config
 from etils import epath
 
 from ssl_jax.errors import ConfigError
 
 SCHEMES = ("gs",)  # the object stores this project tests (against a local GCS emulator)
+
+# gcsfs caches directory listings for the life of a process, but Orbax writes its arrays
+# through tensorstore, which gcsfs does not see: a cached listing would miss new checkpoints.
+# Applies to every gs filesystem made from here on (fsspec merges this into their options).
+fsspec.config.conf.setdefault("gs", {}).setdefault("use_listings_cache", False)
 
 
 def is_url(path) -> bool:
@@ -52,18 +58,15 @@ def basename(path) -> str:
 
 
 def exists(path) -> bool:
-  _forget_listings(path)
   return epath.Path(path).exists()
 
 
 def isdir(path) -> bool:
-  _forget_listings(path)
   return epath.Path(path).is_dir()
 
 
 def listdir(path) -> list[str]:
   """Names in a directory (an object-store prefix); [] if there is none."""
-  _forget_listings(path)
   try:
     return sorted(p.name for p in epath.Path(path).iterdir())
   except (FileNotFoundError, NotADirectoryError):
@@ -115,13 +118,6 @@ def remove(path):
     filesystem(path).rm(str(path))
   else:
     os.remove(path)
-
-
-def _forget_listings(path):
-  """gcsfs caches listings for the life of the process, but Orbax writes through tensorstore,
-  which gcsfs does not see: a cached listing would miss new checkpoints."""
-  if is_url(path):
-    filesystem(path).invalidate_cache()
 
 
 def filesystem(url):
