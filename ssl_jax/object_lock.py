@@ -27,7 +27,7 @@ def _holder() -> dict:
           "since": time.strftime("%Y-%m-%dT%H:%M:%S"), "renewed": time.time()}
 
 
-def acquire(url: str, log=print):
+def acquire(url: str, log=print, renew_secs: float = RENEW_SECS):
   """Claims the lease at url, or raises ConfigError naming its live holder."""
   if url in _held:
     return
@@ -56,7 +56,7 @@ def acquire(url: str, log=print):
     raise ConfigError(f"Could not claim {url}: another trainer claimed it at the same time.")
   stop = threading.Event()
   _held[url] = stop
-  threading.Thread(target=_renew, args=(fs, url, holder, stop), daemon=True,
+  threading.Thread(target=_renew, args=(fs, url, holder, stop, renew_secs), daemon=True,
                    name="ssl_jax-lease").start()
   atexit.register(release, url)
 
@@ -73,8 +73,8 @@ def release(url: str):
     pass
 
 
-def _renew(fs, url: str, holder: dict, stop: threading.Event):
-  while not stop.wait(RENEW_SECS):
+def _renew(fs, url: str, holder: dict, stop: threading.Event, every: float):
+  while not stop.wait(every):
     try:
       fs.pipe_file(url, json.dumps({**holder, "renewed": time.time()}).encode())
     except OSError:  # a transient failure: the lease outlives a few missed renewals

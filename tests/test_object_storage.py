@@ -214,10 +214,17 @@ def test_two_processes_run_the_readme_pod_command_into_gs(gcs, corpus_dir):
   assert info["process_count"] == 2 and info["device_count"] == 8
   keys = [(r["step"], r["split"]) for r in _rows(workdir)]
   assert len(keys) == len(set(keys)) and (12, "eval") in keys  # one writer
+  import jax
   from ssl_jax.checkpoint import load_latest
   step, state, _ = load_latest(workdir)  # written collectively, read here on one device
-  assert step == 12 and all(np.isfinite(x).all() for x in
-                            __import__("jax").tree.leaves(state["params"]))
+  assert step == 12 and all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
+  # Again: both processes restore the same checkpoint (its checksums are verified
+  # collectively) and find nothing left to do.
+  env["SSL_JAX_PORT"] = str(free_port())
+  again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stdout.count("Resumed from the checkpoint at step 12 in gs://test-bucket/pod") == 1
+  assert "nothing to do" in again.stdout
 
 
 @pytest.mark.parametrize("workdir,env_change,message", [
@@ -265,9 +272,12 @@ def test_lease_refuses_a_live_trainer_and_takes_over_a_stale_one(gcs):
   stale = time.time() - object_lock.LEASE_SECS - 1
   fs.pipe_file(url, json.dumps({**other, "renewed": stale}).encode())
   warnings = []
-  object_lock.acquire(url, log=warnings.append)
+  object_lock.acquire(url, log=warnings.append, renew_secs=0.2)
   assert "taking over the stale lease" in warnings[0]
-  assert json.loads(fs.cat_file(url))["pid"] == os.getpid()
+  claimed = json.loads(fs.cat_file(url))
+  assert claimed["pid"] == os.getpid()
+  time.sleep(1.5)
+  assert json.loads(fs.cat_file(url))["renewed"] > claimed["renewed"]  # kept alive
   object_lock.release(url)
   assert not fs.exists(url)
 
