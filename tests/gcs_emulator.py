@@ -10,12 +10,20 @@ they are added to its route table here:
    them and makes its next write conditional on it (Orbax's atomic manifest updates).
 2. ifGenerationMatch / ifGenerationNotMatch preconditions (412 / 304).
 3. The objects.moveTo route (gcsfs `mv`); without it each move retries for ~30 s.
+4. Suffix ranges (`Range: bytes=-N`), with which array_record's reader opens a file.
 And one the tests need: a bucket whose name starts with "readonly" refuses writes with 403,
 as a bucket the caller may only read does.
+It also serves each connection in a thread (one request at a time, under a lock): the
+emulator's single-threaded server would let one idle keep-alive connection block the rest.
 """
 import argparse
+import functools
+import http.server
+import re
 import socket
+import socketserver
 import sys
+import threading
 import time
 from http import HTTPStatus
 
@@ -72,12 +80,25 @@ def _patch():
       response.json({"error": {"code": 403, "message": "Caller does not have "
                                "storage.objects.create access (read-only bucket)."}})
 
+  def suffix_range_as_start(request, storage, name):
+    """'Range: bytes=-N' (the last N bytes, which riegeli asks for first) as 'bytes=S-'."""
+    headers = request._request_handler.headers
+    match = re.fullmatch(r"\s*bytes=-(\d+)\s*", headers.get("range", "") or "")
+    if match:
+      size = int(storage.get_file_obj(request.params["bucket_name"], name)["size"])
+      del headers["range"]
+      headers["Range"] = f"bytes={max(0, size - int(match.group(1)))}-"
+
   def reading(handler):
     def wrapped(request, response, storage, *args, **kwargs):
       name = request.params.get("object_id")
       status = refused(request, storage, name, writing=False)
       if status is not None:
         return answer(response, status)
+      try:
+        suffix_range_as_start(request, storage, name)
+      except (NotFound, KeyError):
+        pass  # the handler answers 404
       handler(request, response, storage, *args, **kwargs)
       try:
         obj = storage.get_file_obj(request.params["bucket_name"], name)
@@ -122,6 +143,25 @@ def _patch():
   move_route = (r"^/storage/v1/b/(?P<bucket_name>[-.\w]+)/o/(?P<object_id>.*[^/]+)"
                 r"/moveTo/o/(?P<dest_object_id>.*[^/]+)$", {"POST": move})
   server.HANDLERS = (move_route, *routes)
+
+  one_at_a_time = threading.Lock()
+  handle = server.Router.handle
+
+  def handle_locked(self, method):
+    with one_at_a_time:
+      return handle(self, method)
+
+  class ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+  def run(self):
+    self._httpd = ThreadingServer((self._host, self._port),
+                                  functools.partial(server.RequestHandler, self._storage))
+    self.is_running.set()
+    self._httpd.serve_forever()
+
+  server.Router.handle = handle_locked
+  server.APIThread.run = run
   server._ssl_jax_patched = True
   return server
 

@@ -32,15 +32,34 @@ def global_batches(num_examples: int, global_batch: int, load_rows: Callable, *,
   return ds.map(lambda idx_B: load_rows(np.asarray(idx_B)[p * local:(p + 1) * local]))
 
 
+PREPARE_TIMEOUT_SECS = 6 * 3600  # preparing a large corpus may take hours; the others wait
+_barriers = [0]  # a fresh barrier name per call (a sweep prepares once per run)
+
+
 def process_0_first(prepare: Callable, tag: str):
   """prepare() on process 0, then on the others once it is done: datasets and caches are
   built once, never by two processes writing the same files at the same time."""
   if jax.process_count() == 1:
     return prepare()
-  from jax.experimental import multihost_utils
   result = prepare() if jax.process_index() == 0 else None
-  multihost_utils.sync_global_devices(f"ssl_jax_prepared_{tag}")
-  return result if jax.process_index() == 0 else prepare()
+  _wait_for_all(f"ssl_jax_prepared_{tag}")
+  if jax.process_index() != 0:
+    result = prepare()
+  _wait_for_all(f"ssl_jax_read_{tag}")  # so nobody enters a collective minutes early
+  return result
+
+
+def _wait_for_all(name: str):
+  """A barrier of the distributed runtime, not of the devices: a device collective (gloo on
+  CPU) gives up after 30 s if one process is still preparing data."""
+  from jax._src import distributed
+  _barriers[0] += 1
+  client = distributed.global_state.client
+  if client is None:  # initialised some other way: fall back to a device barrier
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(f"{name}_{_barriers[0]}")
+    return
+  client.wait_at_barrier(f"{name}_{_barriers[0]}", int(PREPARE_TIMEOUT_SECS * 1000))
 
 
 def to_iterator(ds, prefetch: int = 2):
