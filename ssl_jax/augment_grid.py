@@ -11,7 +11,9 @@ import sys
 import jax
 import numpy as np
 
+from ssl_jax import bootstrap
 from ssl_jax.data import augment
+from ssl_jax.errors import EXIT_CONFIG
 
 GAP = 2  # pixels between tiles
 
@@ -55,26 +57,6 @@ USAGE = ("Usage: python -m ssl_jax.augment_grid --config configs/NAME.py --out F
          "[--num_images N] [--num_views V] [--seed S] [--config.FIELD=VALUE ...]")
 
 
-def parse_flags(argv):
-  """absl parsing; a broken config file or a bad flag exits 2 with one paragraph."""
-  from absl import flags
-  from ssl_jax import config_check
-  from ssl_jax.errors import EXIT_CONFIG
-  spec = config_check.config_spec(argv)
-  problem = spec and config_check.config_file_error(spec)
-  try:
-    if not problem:
-      return flags.FLAGS(argv)
-  except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
-    # ml_collections reports a bad --config.FIELD as one of these; an unknown field as a
-    # KeyError, raised bare or inside an AttributeError.
-    if isinstance(e, AttributeError) and e.args and isinstance(e.args[0], KeyError):
-      e = e.args[0]
-    problem = f"unknown config field {e.args[0]}" if isinstance(e, KeyError) and e.args else e
-  print(f"error: {problem}\n{USAGE}", file=sys.stderr)
-  sys.exit(EXIT_CONFIG)
-
-
 def usage_error(config, out: str, num_images: int, num_views: int) -> str | None:
   """What is wrong with the command line, before any data is read."""
   import os
@@ -97,7 +79,6 @@ def usage_error(config, out: str, num_images: int, num_views: int) -> str | None
 
 def main(argv):
   from absl import flags
-  from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, ConfigError, DataError
   f = flags.FLAGS
   if len(argv) > 1 or f.config is None or not f.out:
     print(f"error: --config and --out are required.\n{USAGE}", file=sys.stderr)
@@ -108,23 +89,19 @@ def main(argv):
       print(f"error: {problem}\n{USAGE}", file=sys.stderr)
       return EXIT_CONFIG
     shape = write(f.config, f.out, f.num_images, f.num_views, f.seed)
-  except ConfigError as e:
-    print(f"error: bad config: {e}", file=sys.stderr)
-    return EXIT_CONFIG
-  except DataError as e:
-    print(f"error: data: {e}", file=sys.stderr)
-    return EXIT_DATA
+  except Exception as e:
+    return bootstrap.exit_code(e)
   print(f"Wrote {f.out} ({shape[1]}x{shape[0]} pixels): originals, then "
         f"{f.num_views} views per image.")
   return 0
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
   from ml_collections import config_flags
   config_flags.DEFINE_config_file("config", None, "Python config file (get_config()).")
   flags.DEFINE_string("out", "views.png", "Where to write the PNG.")
   flags.DEFINE_integer("num_images", 8, "Rows: how many training images.")
   flags.DEFINE_integer("num_views", 6, "Augmented views per image.")
   flags.DEFINE_integer("seed", 0, "PRNG seed of the views.")
-  app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)
+  bootstrap.start("ssl_jax.augment_grid", main, USAGE)

@@ -19,3 +19,11 @@ class DataError(RuntimeError):
 
 class StorageError(OSError):
   """The workdir could not be written (disk full, read-only filesystem): exit code 74."""
+
+
+class Diverged(RuntimeError):
+  """A NaN/Inf loss or gradient: exit code 4. The last good checkpoint is kept."""
+
+
+class Preempted(RuntimeError):
+  """SIGTERM/SIGINT stopped training after a checkpoint of the current step: exit code 75."""

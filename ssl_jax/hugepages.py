@@ -1,4 +1,4 @@
-"""2 MiB pages for XLA:CPU's step buffers: the command-line entry points re-exec once.
+"""2 MiB pages for XLA:CPU's step buffers: the commands that train or evaluate re-exec for them.
 
 XLA:CPU mallocs each step's temporaries (313 MB for a 4-layer, width-256 GPT at batch
 8 x 256) and frees them after the step; glibc maps blocks that large fresh from the kernel
@@ -6,7 +6,8 @@ every time, so every 4 KiB page faults in again: 77k page faults a step. glibc's
 `glibc.malloc.hugetlb=1` tunable makes malloc ask for transparent huge pages, which cuts
 that to ~500 a step and the step time by a quarter on 2 CPU cores (benchmarks/NOTES.md).
 Tunables are read only at process start, hence the re-exec. Results are unchanged: only
-where memory comes from changes. SSL_JAX_HUGEPAGES=0 turns it off.
+where memory comes from changes. SSL_JAX_HUGEPAGES=0 turns it off. Which commands
+re-exec: bootstrap.COMMANDS.
 """
 import os
 import sys

@@ -4,7 +4,6 @@ python -m ssl_jax.sample --workdir DIR --prompt TEXT --max_new_tokens N \
     [--temperature T] [--top_k K] [--seed S]
 """
 import functools
-import os
 import sys
 
 import jax
@@ -12,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ssl_jax import cli, models
+from ssl_jax import bootstrap, models
 from ssl_jax.errors import EXIT_CONFIG, ConfigError
 
 
@@ -105,32 +104,29 @@ def usage_error(f, argv) -> str | None:
 
 
 def main(argv):
-  from absl import flags, logging
+  from absl import flags
   f = flags.FLAGS
   problem = usage_error(f, argv)
   if problem:
     print(f"error: {problem}\n{USAGE}", file=sys.stderr)
     return EXIT_CONFIG
-  logging.set_verbosity(logging.WARNING)
-  from ssl_jax import failures
-  failures.quiet_storage_noise()  # tensorstore's late callbacks into closed event loops
   try:
     model_cfg, tok, params = load_for_sampling(f.workdir)
     text = generate(model_cfg, tok, params, f.prompt, f.max_new_tokens, jax.random.key(f.seed),
                     f.temperature, f.top_k)
-  except ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return EXIT_CONFIG
+  except Exception as e:
+    return bootstrap.exit_code(e, batch="the model with its key/value cache",
+                               fit_advice="sample on a device with more memory")
   print(f.prompt + text)
   return 0
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
   flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
   flags.DEFINE_string("prompt", "", "Text to continue.")
   flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate.")
   flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 is greedy.")
   flags.DEFINE_integer("top_k", 40, "Sample among the k most likely tokens; 0 for all.")
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
-  app.run(lambda argv: sys.exit(main(argv)), flags_parser=cli.flags_parser(USAGE))
+  bootstrap.start("ssl_jax.sample", main, USAGE)

@@ -6,17 +6,20 @@
   python -m ssl_jax.sweep --config configs/NAME.py --workdir DIR --check_determinism
       trains the config twice (DIR/run_a, DIR/run_b) and reports whether every metric and
       every parameter is bit-identical, naming the first differing step and metric if not.
+
+Exit codes as for ssl_jax.main (1: the determinism check found a difference). A preempted
+sweep exits 75 after the current run's checkpoint; the same command resumes it, finished
+runs being found done.
 """
 import io
 import json
-import sys
 
 import numpy as np
 from absl import flags
 
+from ssl_jax import bootstrap, storage
 from ssl_jax import main as entry
-from ssl_jax import storage
-from ssl_jax.errors import EXIT_CONFIG, EXIT_OK, ConfigError
+from ssl_jax.errors import EXIT_OK, ConfigError
 from ssl_jax.metrics import read_metrics
 
 _SEEDS = flags.DEFINE_string("seeds", "0,1,2", "Comma-separated seeds.")
@@ -124,9 +127,7 @@ def run(config, workdir: str, overrides: dict) -> int:
   if _CHECK.value:
     dirs = [storage.join(workdir, name) for name in ("run_a", "run_b")]
     for d in dirs:
-      code = train.train(config, d, overrides)
-      if code != EXIT_OK:
-        return code
+      train.train(config, d, overrides)  # Preempted and Diverged stop the sweep
     diff = first_difference(read_metrics(dirs[0]), read_metrics(dirs[1]))
     diff = diff or params_difference(*dirs)
     verdict = {"bit_identical": diff is None, "first_difference": diff}
@@ -137,9 +138,7 @@ def run(config, workdir: str, overrides: dict) -> int:
   for seed in seeds:
     config.seed = seed
     d = storage.join(workdir, f"seed_{seed}")
-    code = train.train(config, d, {**overrides, "seed": seed})
-    if code != EXIT_OK:
-      return code
+    train.train(config, d, {**overrides, "seed": seed})
     runs[seed] = read_metrics(d)
   table = summarize({s: final_metrics(rows) for s, rows in runs.items()})
   text = markdown(table, seeds)
@@ -163,10 +162,13 @@ def _write(path: str, text: str):
     storage.write_atomic(path, text)
 
 
+USAGE = ("Usage: python -m ssl_jax.sweep --config configs/NAME.py --workdir DIR "
+         "[--seeds 0,1,2 | --check_determinism] [--config.FIELD=VALUE ...]")
+
+
 def main(argv):
   return entry.run_command(argv, run)
 
 
 if __name__ == "__main__":
-  from absl import app
-  app.run(lambda argv: sys.exit(main(argv)), flags_parser=entry.parse_flags)
+  bootstrap.start("ssl_jax.sweep", main, USAGE)

@@ -15,16 +15,12 @@ from tqdm import tqdm
 from ssl_jax import config_check, optim, parallel, storage, tasks
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.data import fingerprint, pipeline
-from ssl_jax.errors import EXIT_OK, EXIT_PREEMPTED, ConfigError
+from ssl_jax.errors import ConfigError, Diverged, Preempted
 from ssl_jax.eval_loop import InFlight, sum_batches
 from ssl_jax.metrics import MetricWriter
 from ssl_jax.step import TrainState, make_train_step
 from ssl_jax.watchdog import DEFAULT_GRACE_SECS, DEFAULT_STALL_SECS, Watchdog
 from ssl_jax.workdir import claim as claim_workdir
-
-
-class Diverged(RuntimeError):
-  """A NaN/Inf loss or gradient; the last good checkpoint is kept."""
 
 
 def validate(config):
@@ -83,8 +79,11 @@ def evaluate(task, parallelism, eval_step, state, beat=None) -> dict:
 def train(config, workdir: str, overrides: dict | None = None,
           allow_config_change: bool = False, watchdog_secs: float = DEFAULT_STALL_SECS,
           grace_secs: float = DEFAULT_GRACE_SECS, allow_data_change: bool = False,
-          make_task=tasks.make_task, make_parallel=parallel.make) -> int:
-  """Trains config in workdir (resuming if it holds checkpoints); returns the exit code.
+          make_task=tasks.make_task, make_parallel=parallel.make):
+  """Trains config in workdir (resuming if it holds checkpoints).
+
+  Raises Diverged on a NaN/Inf loss or gradient, and Preempted after SIGTERM/SIGINT once
+  the checkpoint of the current step is written (errors.py).
 
   watchdog_secs: exit EXIT_STALLED with every thread's stack after that long without
   progress (0: never); grace_secs: how long a blocked process may take to exit after
@@ -129,7 +128,7 @@ def train(config, workdir: str, overrides: dict | None = None,
   if start >= config.total_steps:
     log(f"Already trained: step {start} >= total_steps={config.total_steps}; nothing to do.")
     ckpt.close()
-    return EXIT_OK
+    return
 
   train_step = parallelism.step(make_train_step(
       task, tx, config.grad_accum, parallelism.axis_name, config.skip_nonfinite))
@@ -214,9 +213,10 @@ def train(config, workdir: str, overrides: dict | None = None,
           save(step, force=True)
         ckpt.close()  # waits until the checkpoint is complete on disk
         bar.close()
-        log(f"Preempted by signal {watcher.signal or 'on another process'}: checkpoint at step "
-            f"{step} written; rerun the same command to resume.")
-        return EXIT_PREEMPTED
+        message = (f"Preempted by signal {watcher.signal or 'on another process'}: checkpoint "
+                   f"at step {step} written; rerun the same command to resume.")
+        log(message)
+        raise Preempted(message)
     watchdog.beat("training done; finishing the last checkpoint")
     finished = True
   finally:
@@ -234,4 +234,3 @@ def train(config, workdir: str, overrides: dict | None = None,
         task.on_end(params, model_state, workdir)
   finally:
     watchdog.stop()
-  return EXIT_OK

@@ -62,7 +62,7 @@ def test_byol_trains_and_evaluates(data_dir, tmp_path):
   cfg = tiny_byol_config(data_dir, total_steps=6, log_every=2, eval_every=6,
                          checkpoint_every=6)
   workdir = str(tmp_path / "byol")
-  assert train.train(cfg, workdir) == 0
+  train.train(cfg, workdir)
   rows = metric_rows(workdir)
   assert all(np.isfinite(r["loss"]) for r in rows)
   out = run_cli("ssl_jax.evaluate", "--workdir", workdir, "--protocol", "knn",

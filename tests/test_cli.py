@@ -1,11 +1,13 @@
 """The command line: bad input exits with the documented codes; train, resume, sample."""
+import errno
 import json
 import os
 
 import pytest
 
 from conftest import REPO, TINY_CLI_FLAGS, run_cli
-from ssl_jax import hugepages
+from ssl_jax import bootstrap, hugepages
+from ssl_jax.errors import ConfigError, DataError, Diverged, Preempted
 
 
 def _main(workdir, *flags, source, data_dir, env=None):
@@ -93,9 +95,8 @@ def _main_patched(tmp_path, patch: str, *flags, source, data_dir):
   import sys
   driver = tmp_path / "driver.py"
   driver.write_text(
-      "import sys\nfrom absl import app\nfrom ssl_jax import main\n"
-      + patch +
-      "\napp.run(lambda argv: sys.exit(main.main(argv)), flags_parser=main.parse_flags)\n")
+      "from ssl_jax import bootstrap, main\n" + patch +
+      '\nbootstrap.start("ssl_jax.main", main.main, main.USAGE)\n')
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   return subprocess.run(
       [sys.executable, str(driver), "--config", "configs/gpt_tiny.py", "--workdir",
@@ -220,6 +221,46 @@ def test_hugepages_reexec_once_keeping_other_tunables():
   if hugepages.wanted({k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}):
     expected += ":glibc.malloc.hugetlb=1"
   assert out.stdout == expected + "\n"  # one line: the re-executed process did not exec again
+
+
+@pytest.mark.parametrize("error,code,message", [
+    (ConfigError("batch_size must be positive."), 2, "error: batch_size must be positive.\n"),
+    (DataError("no files; prepare them."), 3, "error: data: no files; prepare them.\n"),
+    (Diverged("Non-finite loss at step 7."), 4,
+     "error: training diverged: Non-finite loss at step 7.\n"),
+    (Preempted("checkpoint at step 5 written"), 75, ""),  # the loop has said so on stdout
+    (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), 74,
+     "error: storage: the disk holding WORKDIR is full (No space left on device); "),
+])
+def test_errors_map_to_the_documented_exit_codes(error, code, message, capsys):
+  assert bootstrap.exit_code(error, workdir="WORKDIR") == code
+  err = capsys.readouterr().err
+  assert err.startswith(message) if message else err == ""
+
+
+def test_errors_without_an_exit_code_keep_their_traceback():
+  with pytest.raises(KeyError):
+    bootstrap.exit_code(KeyError("a bug"), workdir="WORKDIR")
+  with pytest.raises(OSError):  # a command that names no workdir does not write one
+    bootstrap.exit_code(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+
+
+@pytest.mark.parametrize("module,reexecs", [
+    ("ssl_jax.main", True), ("ssl_jax.sweep", True), ("ssl_jax.evaluate", True),
+    ("ssl_jax.sample", False), ("ssl_jax.augment_grid", False)])
+def test_which_commands_reexec_for_huge_pages(module, reexecs):
+  """The commands that train or evaluate re-exec with 2 MiB pages; the short tools do not."""
+  import subprocess
+  import sys
+  code = ("import runpy, sys\nfrom ssl_jax import hugepages\n"
+          "hugepages.reexec_if_wanted = lambda: sys.exit('would re-exec')\n"
+          f"sys.argv = [{module!r}]\nrunpy.run_module({module!r}, run_name='__main__')\n")
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
+  if reexecs:
+    assert out.returncode == 1 and out.stderr == "would re-exec\n", out.stderr[-2000:]
+  else:  # it went on to its usage check: no arguments given
+    assert out.returncode == 2 and "required" in out.stderr, out.stderr[-2000:]
 
 
 @pytest.mark.parametrize("module,args", [

@@ -88,7 +88,7 @@ def test_masked_lm_trains(tmp_path, data_dir):
   from configs import bert_tiny
   cfg.mlm = bert_tiny.get_config().mlm
   cfg.mlm.masking, cfg.mlm.deletion_rate = "span", 0.1
-  assert train.train(cfg, str(tmp_path / "run")) == 0
+  train.train(cfg, str(tmp_path / "run"))
   rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
   first = [r for r in rows if r["split"] == "train"][0]["loss"]
   final = [r for r in rows if r["split"] == "eval"][-1]["loss"]

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, metric_rows, run_cli, tiny_lm_config, tiny_lm_flags
-from ssl_jax import train
+from ssl_jax import hugepages, train
 from ssl_jax.checkpoint import load_latest
+from ssl_jax.errors import Diverged
 
 STEPS = 120
 
@@ -50,10 +51,10 @@ def _assert_same_as_straight(workdir, straight):
     assert got[key] == row, key
 
 
-def _start(flags):
+def _start(flags, module="ssl_jax.main"):
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)
-  return subprocess.Popen([sys.executable, "-m", "ssl_jax.main", *flags], cwd=REPO, env=env,
+  return subprocess.Popen([sys.executable, "-m", module, *flags], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -158,13 +159,13 @@ def test_nan_stops_with_step_and_metric_and_keeps_good_checkpoint(corpus_dir, da
   poisoned = _nan_at_batch(6)  # the 7th step
   cfg = tiny_lm_config(f"{corpus_dir}/*.py", data_dir, total_steps=12, checkpoint_every=4,
                        eval_every=12, log_every=4)
-  with pytest.raises(train.Diverged, match="Non-finite loss and grad_norm at step 7"):
+  with pytest.raises(Diverged, match="Non-finite loss and grad_norm at step 7"):
     train.train(cfg, str(tmp_path / "stop"), make_task=poisoned)
   assert load_latest(str(tmp_path / "stop"))[0] == 4
   assert sorted(os.listdir(tmp_path / "stop" / "checkpoints")) == ["4"]
 
   cfg.skip_nonfinite = True
-  assert train.train(cfg, str(tmp_path / "skip"), make_task=poisoned) == 0
+  train.train(cfg, str(tmp_path / "skip"), make_task=poisoned)
   _, state, _ = load_latest(str(tmp_path / "skip"))
   assert all(np.isfinite(x).all() for x in jax_leaves(state["params"]))
   rows = metric_rows(str(tmp_path / "skip"))
@@ -192,6 +193,22 @@ def test_sweep_table_and_determinism_check(corpus_dir, data_dir, tmp_path):
   assert det.returncode == 0, det.stderr[-3000:]
   assert json.loads(det.stdout.strip().splitlines()[-1]) == {"bit_identical": True,
                                                               "first_difference": None}
+
+
+def test_sigterm_stops_a_sweep_with_75_after_the_checkpoint(corpus_dir, data_dir, tmp_path):
+  workdir = tmp_path / "sweep"
+  proc = _start([*_flags(corpus_dir, data_dir, str(workdir)), "--seeds", "0,1"], "ssl_jax.sweep")
+  _wait_for(lambda: _logged_steps(str(workdir / "seed_0")) >= 5, proc)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 75, err[-3000:]
+  stopped = load_latest(str(workdir / "seed_0"))[0]
+  assert f"Preempted by signal {int(signal.SIGTERM)}: checkpoint at step {stopped}" in out
+  assert not (workdir / "seed_1").exists() and not (workdir / "sweep.json").exists()
+  # The sweep trains like ssl_jax.main: re-executed with 2 MiB pages (hugepages.py).
+  recorded = json.load(open(workdir / "seed_0" / "run.json"))["GLIBC_TUNABLES"]
+  if hugepages.wanted({k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}):
+    assert hugepages.TUNABLE in recorded.split(":")
 
 
 def test_first_difference_names_step_and_metric():

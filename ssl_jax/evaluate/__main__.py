@@ -7,14 +7,12 @@ DIR/metrics.jsonl. Exit codes: 0 done, 2 bad usage or checkpoint (or a --batch_s
 for device memory), 3 data problem, 74 the workdir's disk is full or read-only.
 """
 import json
-import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from ssl_jax import (cli, config_check, enable_compilation_cache, evaluate, failures,
-                     hugepages, storage)
-from ssl_jax.errors import EXIT_CONFIG, EXIT_DATA, EXIT_STORAGE, ConfigError, DataError
+from ssl_jax import bootstrap, config_check, evaluate, storage
+from ssl_jax.errors import EXIT_CONFIG, ConfigError
 
 _DEFAULTS = evaluate.Options()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
@@ -67,10 +65,6 @@ def main(argv):
   if not _WORKDIR.value or not _PROTOCOL.value:
     print(f"error: --workdir and --protocol are required.\n{USAGE}", file=sys.stderr)
     return EXIT_CONFIG
-  from absl import logging
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-  enable_compilation_cache()
   options = evaluate.Options(
       seed=_SEED.value, baselines=_BASELINES.value, batch_size=_BATCH.value,
       max_train_examples=_MAX_TRAIN.value, max_test_examples=_MAX_TEST.value,
@@ -88,7 +82,6 @@ def main(argv):
   if problem:
     print(f"error: {problem}\n{USAGE}", file=sys.stderr)
     return EXIT_CONFIG
-  failures.quiet_storage_noise()
   try:
     result = evaluate.evaluate(workdir, _PROTOCOL.value, options)
     import jax
@@ -98,28 +91,14 @@ def main(argv):
       writer.write(result["step"], result["split"],
                    {k: v for k, v in result.items() if k not in ("step", "split")})
       writer.close()
-  except ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return EXIT_CONFIG
-  except DataError as e:
-    print(f"error: data: {e}", file=sys.stderr)
-    return EXIT_DATA
-  except Exception as e:  # a full disk or device memory, wrapped in library errors
-    if failures.storage_failure(e):
-      print(f"error: storage: could not append the results to {workdir}/metrics.jsonl: "
-            f"{failures.storage_message(e, workdir)}", file=sys.stderr)
-      return EXIT_STORAGE
-    oom = failures.out_of_memory(e)
-    if oom is None:
-      raise
-    print(f"error: --batch_size={options.batch_size} does not fit in memory on "
-          f"{failures.device_name()}; lower --batch_size. XLA said: {failures.xla_detail(oom)}",
-          file=sys.stderr)
-    return EXIT_CONFIG
+  except Exception as e:
+    return bootstrap.exit_code(
+        e, workdir=workdir, storage_context=f"could not append the results to "
+        f"{workdir}/metrics.jsonl: ", batch=f"--batch_size={options.batch_size}",
+        fit_advice="lower --batch_size")
   print(json.dumps(result), flush=True)
   return 0
 
 
 if __name__ == "__main__":
-  hugepages.reexec_if_wanted()
-  app.run(lambda argv: sys.exit(main(argv)), flags_parser=cli.flags_parser(USAGE))
+  bootstrap.start("ssl_jax.evaluate", main, USAGE)
