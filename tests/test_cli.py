@@ -264,16 +264,20 @@ def test_which_commands_reexec_for_huge_pages(module, reexecs):
 
 
 @pytest.mark.parametrize("module,args", [
-    ("ssl_jax.main", ["--config", "configs/gpt_tiny.py", "--workdir", "gs://bucket/run"]),
+    ("ssl_jax.main", ["--config", "configs/gpt_tiny.py", "--workdir", "s3://bucket/run"]),
     ("ssl_jax.main", ["--config", "configs/gpt_tiny.py", "--workdir", "WORKDIR",
-                      "--config.data.data_dir=gs://bucket/tfds"]),
-    ("ssl_jax.sample", ["--workdir", "gs://bucket/run", "--prompt", "a", "--max_new_tokens", "3"]),
-    ("ssl_jax.evaluate", ["--workdir", "gs://bucket/run", "--protocol", "perplexity"]),
+                      "--config.data.data_dir=s3://bucket/tfds"]),
+    ("ssl_jax.sample", ["--workdir", "s3://bucket/run", "--prompt", "a", "--max_new_tokens", "3"]),
+    ("ssl_jax.evaluate", ["--workdir", "s3://bucket/run", "--protocol", "perplexity"]),
+    ("ssl_jax.evaluate", ["--workdir", "WORKDIR", "--protocol", "perplexity",
+                          "--data_dir", "s3://bucket/tfds"]),
 ])
-def test_object_store_urls_are_refused_not_turned_into_local_folders(module, args, tmp_path):
-  """Until object stores are supported, gs://bucket/run must not become ./gs:/bucket/run."""
+def test_unsupported_storage_urls_are_refused_not_turned_into_local_folders(module, args,
+                                                                            tmp_path):
+  """Only gs:// is supported (tests/test_object_storage.py); s3://bucket/run must neither
+  work half-way nor become ./s3:/bucket/run."""
   args = [str(tmp_path / "w") if a == "WORKDIR" else a for a in args]
   out = run_cli(module, *args)
   assert out.returncode == 2, out.stderr[-2000:]
-  assert "gs:// storage is not supported yet" in out.stderr and "Traceback" not in out.stderr
-  assert not os.path.exists(os.path.join(REPO, "gs:")) and not os.path.exists(tmp_path / "w")
+  assert "s3:// is not a supported storage scheme" in out.stderr and "Traceback" not in out.stderr
+  assert not os.path.exists(os.path.join(REPO, "s3:")) and not os.path.exists(tmp_path / "w")
