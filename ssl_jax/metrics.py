@@ -74,7 +74,7 @@ class MetricWriter:
     if not self.enabled:
       return
     if self._remote and self._pending:
-      append_rows(self.path, self._pending)
+      _append_to_object(self.path, self._pending)
       self._pending = []
     self._uploaded_at = time.time()
     self._tb.flush()
@@ -87,13 +87,9 @@ class MetricWriter:
       self._tb.close()
 
 
-def append_rows(path: str, lines: list[str]):
-  """Appends whole rows. On an object store: read, extend, rewrite the object (so rows that
-  another writer added meanwhile are kept; two writers within the same instant may not be)."""
-  if not storage.is_url(path):
-    with open(path, "a") as f:
-      f.writelines(lines)
-    return
+def _append_to_object(path: str, lines: list[str]):
+  """Read, extend, rewrite: an object store cannot append. Rows another writer added
+  meanwhile are kept; two writers within the same instant may lose one's rows."""
   current = storage.read_bytes(path) if storage.exists(path) else b""
   if current and not current.endswith(b"\n"):
     current += b"\n"

@@ -77,8 +77,8 @@ def _tokenize_split(source, key, tok, path) -> np.ndarray:
 def _local_copy(url: str) -> str:
   """Where this host keeps its copy of a token cache that lives at url."""
   digest = hashlib.sha1(url.encode()).hexdigest()[:16]
-  root = os.environ.get("SSL_JAX_CACHE", os.path.expanduser("~/.cache/ssl_jax"))
-  return os.path.join(root, "tokens", f"{digest}.{storage.basename(url)}")
+  return os.path.join(os.path.expanduser("~/.cache/ssl_jax/tokens"),
+                      f"{digest}.{storage.basename(url)}")
 
 
 @dataclasses.dataclass
