@@ -23,6 +23,10 @@ def loop(objective: str, *, total_steps: int, batch_size: int, log_every: int,
   c.keep_checkpoints = keep_checkpoints
   c.parallel = parallel  # "jit" (global arrays on a mesh) or "pmap" (replicated data parallel)
   c.skip_nonfinite = False  # True: a NaN/Inf step is skipped instead of stopping the run
+  # Start from other weights (ssl_jax/init_from.py): a workdir, DIR:STEP, or a Hugging Face
+  # folder. Ignored when the run resumes from its own checkpoint.
+  c.init_from = ""
+  c.init_from_strict = True  # False: load what matches, initialise shape conflicts afresh
   return c
 
 

@@ -40,6 +40,7 @@ COMMANDS = {
     "ssl_jax.evaluate": Command(hugepages=True, distributed=False),
     "ssl_jax.sample": Command(hugepages=False, distributed=False),
     "ssl_jax.augment_grid": Command(hugepages=False, distributed=False),
+    "ssl_jax.export": Command(hugepages=False, distributed=False),
 }
 
 

@@ -205,6 +205,32 @@ def load_latest(workdir: str, warn=None):
       ckpt.close()
 
 
+def load_step(workdir: str, step: int | None = None):
+  """(step, params, model_state, validated metadata) of the checkpoint at `step` (default:
+  the newest readable), for tools that take weights out of a run (export, init_from)."""
+  from ssl_jax import checkpoint_metadata
+  from ssl_jax.errors import ConfigError
+  if step is None:
+    step, state, metadata = load_latest(workdir)
+  else:
+    path = storage.join(workdir, "checkpoints")
+    with _quiet_orbax():
+      ckpt = Checkpointer(path, read_only=True) if storage.isdir(path) else None
+      try:
+        steps = ckpt.all_steps() if ckpt else []
+        if step not in steps:
+          raise ConfigError(f"No checkpoint at step {step} in {workdir}; steps there: "
+                            f"{', '.join(map(str, sorted(steps))) or 'none'}.")
+        state, metadata = ckpt.restore(step)
+      finally:
+        if ckpt:
+          ckpt.close()
+  metadata = checkpoint_metadata.check(metadata)
+  if "config" not in metadata:
+    raise ConfigError(f"The checkpoint in {workdir} has no config in its metadata.")
+  return int(step), state["params"], state.get("model_state", {}) or {}, metadata
+
+
 @contextlib.contextmanager
 def _quiet_orbax():
   """Orbax warns on every read-only open; readers print their own one-line warnings."""

@@ -108,7 +108,8 @@ RULES = {
 
 # Fields added after runs were recorded, with the value those runs had (run.json and
 # checkpoints without them resume and evaluate as before).
-ADDED_FIELDS = {"model.attention": "auto", "model.matmul": "auto"}
+ADDED_FIELDS = {"model.attention": "auto", "model.matmul": "auto", "init_from": "",
+                "init_from_strict": True}
 
 # What one objective needs beyond RULES (a field here replaces its RULES entry).
 _CONTRASTIVE = {

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from ssl_jax import config_check, optim, parallel, storage, tasks
+from ssl_jax import config_check, init_from, optim, parallel, storage, tasks
 from ssl_jax.checkpoint import Checkpointer
 from ssl_jax.data import fingerprint, pipeline
 from ssl_jax.errors import ConfigError, Diverged, Preempted
@@ -108,7 +108,10 @@ def train(config, workdir: str, overrides: dict | None = None,
                       jax.random.key_data(rng))
 
   key = jax.random.key(config.seed)
-  parallelism.setup(jax.eval_shape(init_state, key))
+  abstract_state = jax.eval_shape(init_state, key)
+  parallelism.setup(abstract_state)
+  # Weights to start from (config.init_from), read and checked before the workdir is touched.
+  start_from = init_from.plan(config, abstract_state, task.metadata, workdir)
   claim_workdir(workdir, config, overrides or {}, allow_config_change, log)  # lock, run.json
 
   ckpt = Checkpointer(storage.join(workdir, "checkpoints"), keep=config.keep_checkpoints)
@@ -121,9 +124,12 @@ def train(config, workdir: str, overrides: dict | None = None,
       ckpt.close()
       raise
     state = parallelism.from_restored(restored[1])
-    log(f"Resumed from the checkpoint at step {restored[0]} in {workdir}.")
+    log(f"Resumed from the checkpoint at step {restored[0]} in {workdir}"
+        + (" (init_from applies only to a fresh start)." if config.get("init_from") else "."))
   else:
     state = parallelism.init(init_state, key)
+    if start_from is not None:
+      state = start_from.apply(state, workdir, log)
   start = int(parallelism.host(state.step))
   if start >= config.total_steps:
     log(f"Already trained: step {start} >= total_steps={config.total_steps}; nothing to do.")
