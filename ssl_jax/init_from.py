@@ -43,7 +43,7 @@ class Source:
 def split_spec(spec: str) -> tuple[str, int | None]:
   """("DIR", STEP) of "DIR:STEP"; ("DIR", None) otherwise (gs:// URLs keep their colon)."""
   match = re.fullmatch(r"(.+):(\d+)", spec)
-  if match and not match.group(1).endswith(("gs", "gs:/")):
+  if match:
     return match.group(1), int(match.group(2))
   return spec, None
 
