@@ -1,4 +1,5 @@
-"""Tokenizers: bytes (default, needs no files), SentencePiece, and a word vocabulary.
+"""Tokenizers: bytes (default, needs no files), SentencePiece, a word vocabulary, and any
+Hugging Face tokenizer.json (imported models keep the tokenizer they were trained with).
 
 Every tokenizer has `vocab_size`, `eos_id`, `encode(str) -> int32[N]`, `decode(ids) -> str`,
 `token_bytes` (UTF-8 length of each token, for bits per byte) and round-trips through a
@@ -126,6 +127,71 @@ class WordTokenizer:
     return cls([w for w, _ in counts.most_common(vocab_size - 2)])
 
 
+class HuggingFaceTokenizer:
+  """A tokenizer.json of the Hugging Face `tokenizers` library, with nothing added around it.
+
+  Text is always text: special tokens are never added, and their literal spelling in a
+  document ("</s>") is encoded like any other text (transformers' split_special_tokens=True);
+  ssl_jax marks document ends with eos_id itself. Truncation and padding saved in the file
+  are turned off, so whole documents are encoded.
+  """
+  kind = "huggingface"
+
+  def __init__(self, tokenizer_json: str, eos_id: int):
+    import tokenizers
+    self._json = tokenizer_json
+    self._tok = tokenizers.Tokenizer.from_str(tokenizer_json)
+    self._tok.no_truncation()
+    self._tok.no_padding()
+    self._tok.encode_special_tokens = True
+    ids = list(self._tok.get_vocab(with_added_tokens=True).values())
+    self.vocab_size = max(ids) + 1  # ids need not be contiguous
+    self.eos_id = int(eos_id)
+    if not 0 <= self.eos_id < self.vocab_size:
+      raise ConfigError(f"The huggingface tokenizer's eos_id {eos_id} is not among its "
+                        f"{self.vocab_size} ids.")
+
+  def encode(self, text: str) -> np.ndarray:
+    return np.asarray(self._tok.encode(text, add_special_tokens=False).ids, np.int32)
+
+  def decode(self, ids) -> str:
+    return self._tok.decode([int(i) for i in ids if i != self.eos_id], skip_special_tokens=True)
+
+  @property
+  def token_bytes(self) -> np.ndarray:
+    from tokenizers import pre_tokenizers
+    config = json.loads(self._json)
+    byte_fallback = bool((config.get("model") or {}).get("byte_fallback"))
+    byte_level = "ByteLevel" in json.dumps(config.get("decoder"))
+    byte_chars = set(pre_tokenizers.ByteLevel.alphabet())
+    added = self._tok.get_added_tokens_decoder()
+    sizes = np.zeros(self.vocab_size, np.int32)
+    plain = []
+    for i in range(self.vocab_size):
+      token = self._tok.id_to_token(i)
+      if token is None or (i in added and added[i].special):
+        continue
+      if i in added:
+        sizes[i] = len(added[i].content.encode("utf-8"))
+      elif byte_fallback and re.fullmatch(r"<0x[0-9A-F]{2}>", token):
+        sizes[i] = 1
+      elif byte_level and set(token) <= byte_chars:
+        sizes[i] = len(token)  # one character per byte
+      else:
+        plain.append(i)
+    # A token's text in the middle of a sequence: decoders strip a leading space (the
+    # SentencePiece dummy prefix) from the first token only.
+    twice = self._tok.decode_batch([[i, i] for i in plain], skip_special_tokens=False)
+    once = self._tok.decode_batch([[i] for i in plain], skip_special_tokens=False)
+    for i, a, b in zip(plain, twice, once):
+      sizes[i] = len(a.encode("utf-8")) - len(b.encode("utf-8"))
+    return sizes
+
+  @property
+  def spec(self) -> dict:
+    return {"kind": self.kind, "json": self._json, "eos_id": self.eos_id}
+
+
 def from_spec(spec: dict):
   if spec["kind"] == "bytes":
     return ByteTokenizer()
@@ -133,6 +199,8 @@ def from_spec(spec: dict):
     return SentencePieceTokenizer(base64.b64decode(spec["model"]))
   if spec["kind"] == "words":
     return WordTokenizer(spec["words"])
+  if spec["kind"] == "huggingface":
+    return HuggingFaceTokenizer(spec["json"], spec["eos_id"])
   raise ConfigError(f"Unknown tokenizer kind {spec['kind']!r}.")
 
 
