@@ -130,7 +130,9 @@ def check_config(config: dict):
 
 def check_tokenizer(spec):
   """A tokenizer spec (data/tokenizers.py) of a known kind with well-formed contents."""
-  if not isinstance(spec, dict) or spec.get("kind") not in NAMES["data.tokenizer"]:
+  # "huggingface": a tokenizer.json that came with imported weights (init_from).
+  if not isinstance(spec, dict) or spec.get("kind") not in (*NAMES["data.tokenizer"],
+                                                            "huggingface"):
     kind = spec.get("kind") if isinstance(spec, dict) else spec
     _bad("tokenizer", f"kind {str(kind)[:40]!r}")
   if spec["kind"] == "sentencepiece":
@@ -141,6 +143,10 @@ def check_tokenizer(spec):
       base64.b64decode(model, validate=True)
     except (binascii.Error, ValueError):
       _bad("tokenizer", "sentencepiece model that is not valid base64")
+  if spec["kind"] == "huggingface":
+    if (not isinstance(spec.get("json"), str) or len(spec["json"]) > MAX_TOKENIZER_BYTES
+        or not isinstance(spec.get("eos_id"), int) or isinstance(spec["eos_id"], bool)):
+      _bad("tokenizer", "huggingface tokenizer without a tokenizer.json string and an eos id")
   if spec["kind"] == "words":
     words = spec.get("words")
     if (not isinstance(words, list) or len(words) > 2 ** 24
