@@ -11,6 +11,9 @@ def get_config():
   c = gpt_tiny.get_config()
   c.objective = "masked_lm"
   c.model.name = "bert"
+  # "tied": logits from the tied embedding alone; "transform": dense-gelu-LayerNorm and an
+  # output bias first, the head Hugging Face's MegatronBertForMaskedLM has.
+  c.model.mlm_head = "tied"
   c.total_steps = 1200
   c.batch_size = 16  # only the 15% chosen tokens carry a loss: larger batches than GPT's
   c.optim.lr = 1e-3

@@ -19,6 +19,7 @@ def language_model(cfg, vocab_size: int, decode: bool = False, platform: str | N
                        num_layers=cfg.num_layers, num_heads=cfg.num_heads, width=cfg.width,
                        mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout, position=cfg.position,
                        decode=decode, remat=cfg.remat, dtype=dtype,
+                       mlm_head=cfg.get("mlm_head", "tied"),
                        **layers.resolve_backends(cfg, platform))
   if cfg.name == "lstm":
     from ssl_jax.models.lstm import LSTMLanguageModel

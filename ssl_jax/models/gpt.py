@@ -1,6 +1,7 @@
 """Transformer blocks shared by GPT (causal) and BERT (bidirectional) models.
 
-Pre-LayerNorm blocks, learned or rotary positions, tied output embedding. With
+Pre-LayerNorm blocks, learned or rotary positions, tied output embedding (BERT may put
+a dense-gelu-LayerNorm transform and an output bias before it: `mlm_head`). With
 `decode=True` attention keeps a key/value cache in the "cache" collection so that
 generation costs one token's work per step.
 
@@ -172,6 +173,9 @@ class Transformer(nn.Module):
   decode: bool = False
   remat: bool = False
   dtype: jnp.dtype = jnp.float32
+  # "tied": logits = features @ embedding^T. "transform": BERT's masked-LM head, a dense
+  # D->D, gelu and LayerNorm before the tied embedding, plus a per-token output bias.
+  mlm_head: str = "tied"
   # Resolved backend choices (layers.resolve_backends); plain XLA unless a caller chose.
   attention: str = "xla"
   matmul: str = "xla"
@@ -190,6 +194,11 @@ class Transformer(nn.Module):
         for i in range(self.num_layers)]
     self.ln_f = nn.LayerNorm(dtype=self.dtype)
     self.drop = nn.Dropout(self.dropout)
+    if self.mlm_head == "transform":
+      self.mlm_dense = layers.dense(self.width, matmul=self.matmul, dtype=self.dtype,
+                                    kernel_init=_init)
+      self.mlm_ln = nn.LayerNorm(dtype=self.dtype)
+      self.mlm_bias = self.param("mlm_bias", nn.initializers.zeros, (self.vocab_size,))
 
   def features(self, tokens_BxT, positions_T=None, pad_mask_BxT=None, train=False):
     T = tokens_BxT.shape[1]
@@ -204,7 +213,12 @@ class Transformer(nn.Module):
     return self.ln_f(x_BxTxD)
 
   def logits(self, x_BxTxD):
-    return self.embed.attend(x_BxTxD.astype(self.dtype)).astype(jnp.float32)
+    if self.mlm_head == "transform":
+      x_BxTxD = self.mlm_ln(nn.gelu(self.mlm_dense(x_BxTxD)))
+    logits_BxTxV = self.embed.attend(x_BxTxD.astype(self.dtype)).astype(jnp.float32)
+    if self.mlm_head == "transform":
+      logits_BxTxV = logits_BxTxV + self.mlm_bias
+    return logits_BxTxV
 
   def __call__(self, tokens_BxT, positions_T=None, pad_mask_BxT=None, train=False):
     return self.logits(self.features(tokens_BxT, positions_T, pad_mask_BxT, train))

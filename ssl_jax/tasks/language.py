@@ -22,6 +22,12 @@ def validate(config):
     raise ConfigError(f"model.width={m.width} is not divisible by model.num_heads={m.num_heads}.")
   if m.get("position", "learned") not in ("learned", "rope"):
     raise ConfigError(f"model.position must be 'learned' or 'rope', got {m.position!r}.")
+  mlm_head = m.get("mlm_head", "tied")
+  if mlm_head not in ("tied", "transform"):
+    raise ConfigError(f"model.mlm_head must be 'tied' or 'transform', got {mlm_head!r}.")
+  if mlm_head != "tied" and m.name != "bert":
+    raise ConfigError(f"model.mlm_head={mlm_head!r} is a masked-LM head for model.name='bert'; "
+                      f"model.name={m.name!r} predicts through the tied embedding only.")
 
 
 def _text_data(config):
