@@ -49,9 +49,10 @@ def export(workdir: str, out: str, step: int | None = None, log=print) -> dict:
     if "tokenizer" in metadata:
       from ssl_jax.convert import tokenizer
       tokenizer.save(metadata["tokenizer"], tmp, extra_ids=(vocab_size or 0) - metadata["vocab_size"])
-    if "image_size" in metadata and hasattr(module, "image_processor_config"):
+    if "image_size" in metadata:
+      from ssl_jax.convert.image_processor import image_processor_config
       with open(os.path.join(tmp, "preprocessor_config.json"), "w") as f:
-        json.dump(module.image_processor_config(int(metadata["image_size"])), f, indent=2)
+        json.dump(image_processor_config(int(metadata["image_size"])), f, indent=2)
     _replace(tmp, out)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
