@@ -70,7 +70,9 @@ def save(out_dir: str, hf_config: dict, tensors: dict):
   """config.json and model.safetensors (float32, contiguous) into out_dir."""
   from safetensors.numpy import save
   storage.makedirs(out_dir)
-  arrays = {k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in tensors.items()}
+  # np.array keeps 0-d buffers (BatchNorm's num_batches_tracked) 0-d; float32 throughout,
+  # transformers casts integer buffers back when it loads them.
+  arrays = {k: np.array(v, np.float32, order="C") for k, v in tensors.items()}
   storage.write_atomic(storage.join(out_dir, WEIGHTS_FILE),
                        save(arrays, metadata={"format": "pt"}))
   storage.write_atomic(storage.join(out_dir, CONFIG_FILE),
