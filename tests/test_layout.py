@@ -81,3 +81,18 @@ def test_no_module_level_switch_is_set_from_outside():
                 if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
                 and t.value.id in modules]
   assert not found
+
+
+def test_ssl_jax_never_imports_torch_or_transformers():
+  """Export and import read and write files (safetensors, tokenizer.json); PyTorch and
+  transformers are test-only, so a training install needs neither."""
+  bad = {}
+  for path in glob.glob(os.path.join(REPO, "ssl_jax", "**", "*.py"), recursive=True):
+    tree = ast.parse(open(path).read())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+             for a in n.names}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree)
+              if isinstance(n, ast.ImportFrom) and n.module}
+    if names & {"torch", "transformers"}:
+      bad[os.path.relpath(path, REPO)] = sorted(names & {"torch", "transformers"})
+  assert not bad
