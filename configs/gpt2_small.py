@@ -38,6 +38,7 @@ def get_config():
   c.model.dropout = 0.0
   c.model.position = "learned"  # or "rope"
   c.model.max_len = 1024
+  c.model.layer_norm_eps = 1e-6  # every LayerNorm; flax default (HF GPT-2, GPT-NeoX: 1e-5)
   c.model.remat = False  # activations fit an H200 at this batch; True trades compute for memory
   c.model.dtype = "bfloat16"  # compute dtype; params stay float32
   common.add_backends(c.model)

@@ -34,6 +34,7 @@ def get_config():
   c.model.dropout = 0.0
   c.model.position = "rope"  # or "learned"
   c.model.max_len = 256
+  c.model.layer_norm_eps = 1e-6  # every LayerNorm; flax default (HF GPT-2, GPT-NeoX: 1e-5)
   c.model.remat = False
   c.model.dtype = "float32"  # compute dtype; params stay float32
   common.add_backends(c.model)

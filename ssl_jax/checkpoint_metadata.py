@@ -48,6 +48,7 @@ SIZES = {  # field: (smallest, largest) integer accepted
     "batch_size": (1, 2 ** 20), "eval_steps": (1, 2 ** 31 - 1), "seed": (0, 2 ** 32 - 1),
 }
 FRACTIONS = ("model.dropout",)  # floats in [0, 1]
+POSITIVES = ("model.layer_norm_eps",)  # numbers above 0
 TOP_LEVEL_SIZES = {"vocab_size": (1, 2 ** 24), "num_classes": (2, 10 ** 6),
                    "image_size": (1, 8192), "mask_id": (0, 2 ** 24), "step": (0, 2 ** 62)}
 MAX_DEPTH, MAX_STRING, MAX_LIST = 8, 4096, 10_000
@@ -126,6 +127,11 @@ def check_config(config: dict):
     if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
                               or not 0 <= value <= 1):
       _bad(f"config.{field}", f"{value!r} (expected a number from 0 to 1)")
+  for field in POSITIVES:
+    value = _get(config, field)
+    if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                              or not value > 0):
+      _bad(f"config.{field}", f"{value!r} (expected a positive number)")
 
 
 def check_tokenizer(spec):

@@ -84,6 +84,7 @@ RULES = {
     "model.attention": one_of(*ATTENTION_CHOICES),
     "model.matmul": one_of(*MATMUL_CHOICES),
     "model.mlm_head": one_of("tied", "transform"),
+    "model.layer_norm_eps": POSITIVE,
     "head.hidden_dim": NON_NEGATIVE_INT,  # 0: the encoder's feature size
     "head.out_dim": POSITIVE_INT,
     "head.num_layers": POSITIVE_INT,
@@ -110,7 +111,8 @@ RULES = {
 # Fields added after runs were recorded, with the value those runs had (run.json and
 # checkpoints without them resume and evaluate as before).
 ADDED_FIELDS = {"model.attention": "auto", "model.matmul": "auto", "init_from": "",
-                "init_from_strict": True, "model.mlm_head": "tied"}
+                "init_from_strict": True, "model.mlm_head": "tied",
+                "model.layer_norm_eps": 1e-6}
 
 # What one objective needs beyond RULES (a field here replaces its RULES entry).
 _CONTRASTIVE = {

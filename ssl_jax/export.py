@@ -37,7 +37,11 @@ def export(workdir: str, out: str, step: int | None = None, log=print) -> dict:
   if reason:
     raise ConfigError(f"This model cannot be exported exactly: {reason}")
   variables, vocab_size = convert.bare_model(params, model_state, metadata)
-  hf_config, tensors = module.to_hf(variables, model_cfg, vocab_size)
+  extra = {}
+  if "tokenizer" in metadata:  # language models: ssl_jax's document separator is the eos id
+    from ssl_jax.data import tokenizers
+    extra["eos_id"] = tokenizers.from_spec(metadata["tokenizer"]).eos_id
+  hf_config, tensors = module.to_hf(variables, model_cfg, vocab_size, **extra)
   hf_config[convert.RUN_KEY] = {
       "objective": config.get("objective"), "step": step, "config": config,
       "metadata": {k: metadata[k] for k in ("tokenizer", "vocab_size", "mask_id", "image_size")

@@ -1,7 +1,8 @@
 """Language models exported as transformers folders (GPT2LMHeadModel, GPTNeoXForCausalLM,
 MegatronBertModel / ...ForMaskedLM) and the LSTM's torch module (docs/export.md) compute
 ssl_jax's logits or features, at init and after a few training steps, with and without
-padding; import gives back identical variables, also from a folder transformers wrote."""
+padding; import gives back identical variables, also from a folder transformers wrote, and
+stock transformers checkpoints (LayerNorm epsilon 1e-5) import to the same logits."""
 import json
 import os
 import re
@@ -28,15 +29,19 @@ TOL = 1e-4
 V, B, T = 67, 2, 32
 PAD_FROM = 21  # BERT: the second sequence's tokens from here on are padding
 CASES = {  # model fields over _BASE; the converter; the transformers class loading the export
-    "gpt2": (dict(name="gpt", position="learned"), gpt2, transformers.AutoModelForCausalLM),
+    # GPT-2's own LayerNorm epsilon here, and in the BERT with the masked-LM head.
+    "gpt2": (dict(name="gpt", position="learned", layer_norm_eps=1e-5), gpt2,
+             transformers.AutoModelForCausalLM),
     "gpt_neox": (dict(name="gpt", position="rope"), gpt_neox, transformers.AutoModelForCausalLM),
     "bert_tied": (dict(name="bert", mlm_head="tied"), megatron_bert, transformers.AutoModel),
-    "bert_transform": (dict(name="bert", mlm_head="transform"), megatron_bert,
-                       transformers.AutoModelForMaskedLM),
+    "bert_transform": (dict(name="bert", mlm_head="transform", layer_norm_eps=1e-5),
+                       megatron_bert, transformers.AutoModelForMaskedLM),
     "lstm": (dict(name="lstm"), lstm, None),
 }
 _BASE = dict(num_layers=2, num_heads=4, width=32, mlp_ratio=4, dropout=0.1, position="learned",
-             max_len=T, remat=False, dtype="float32", attention="auto", matmul="auto")
+             max_len=T, remat=False, dtype="float32", attention="auto", matmul="auto",
+             layer_norm_eps=1e-6)
+EOS = 3  # a tokenizer's end-of-document id
 
 
 def _model_cfg(fields):
@@ -134,7 +139,7 @@ def test_export_computes_what_ssl_jax_computes(name, tmp_path):
   for stage in ("init", "trained"):
     if stage == "trained":
       params = _trained(model, params, cfg, tokens, pad_mask, targets)
-    hf_config, tensors = module.to_hf({"params": params}, cfg, V)
+    hf_config, tensors = module.to_hf({"params": params}, cfg, V, eos_id=EOS)
     out_dir = str(tmp_path / stage)
     convert.save(out_dir, hf_config, tensors)
     got, loaded = _exported_outputs(name, out_dir, tokens, pad_mask)
@@ -148,6 +153,10 @@ def test_export_computes_what_ssl_jax_computes(name, tmp_path):
     before = want
     if "architectures" in hf_config:
       assert type(loaded).__name__ == hf_config["architectures"][0]
+      eps = "layer_norm_epsilon" if name == "gpt2" else "layer_norm_eps"
+      assert getattr(loaded.config, eps) == cfg.layer_norm_eps
+      assert loaded.config.eos_token_id == EOS
+      assert loaded.config.bos_token_id == (EOS if cfg.name == "gpt" else None)
 
     # Import: the saved folder back to identical variables and the same model fields.
     variables, model_fields = module.from_hf(*convert.load(out_dir))
@@ -199,8 +208,11 @@ def test_imports_refuse_what_ssl_jax_does_not_compute():
                  "rope_parameters": None, "rotary_pct": 0.25}
   with pytest.raises(ConfigError) as e:
     gpt_neox.from_hf(pythia_like, tensors)
-  for words in ("use_parallel_residual", "0.25 of each head", "layer_norm_eps=1e-05"):
+  for words in ("use_parallel_residual", "0.25 of each head"):
     assert words in str(e.value)
+  assert "layer_norm_eps" not in str(e.value)  # any epsilon imports (model.layer_norm_eps)
+  with pytest.raises(ConfigError, match="layer_norm_eps=-1"):
+    gpt_neox.from_hf({**hf_config, "layer_norm_eps": -1}, tensors)
 
   cfg = _model_cfg(dict(name="gpt", position="learned"))
   params = models.language_model(cfg, V, platform="cpu").init(
@@ -208,6 +220,61 @@ def test_imports_refuse_what_ssl_jax_does_not_compute():
   hf_config, tensors = gpt2.to_hf({"params": params}, cfg, V)
   with pytest.raises(ConfigError, match="activation_function='gelu'"):
     gpt2.from_hf({**hf_config, "activation_function": "gelu"}, tensors)
+
+
+def _stock(config, tmp_path):
+  """A transformers model made from `config` alone, saved as transformers saves it, and
+  imported: (its logits, the ssl_jax model config from_hf returned, the variables)."""
+  torch.manual_seed(0)
+  hf_model = transformers.AutoModelForCausalLM.from_config(config).eval()
+  hf_model.save_pretrained(str(tmp_path))  # safetensors
+  module = convert.module_for_hf(json.loads((tmp_path / "config.json").read_text()))
+  variables, fields = module.from_hf(*convert.load(str(tmp_path)))
+  tokens = np.random.default_rng(1).integers(0, config.vocab_size, (B, T))
+  with torch.no_grad():
+    want = hf_model(torch.from_numpy(tokens)).logits.numpy()
+  return tokens, want, _model_cfg(fields), variables
+
+
+def _stock_parity(config, tmp_path):
+  """Max abs difference of ssl_jax's logits from the stock model's; and with ssl_jax's
+  default epsilon instead of the imported one, to show that the field is what matters."""
+  tokens, want, cfg, variables = _stock(config, tmp_path)
+  assert cfg.layer_norm_eps == 1e-5
+  diff = lambda cfg: float(np.abs(np.asarray(models.language_model(
+      cfg, config.vocab_size, platform="cpu").apply(variables, tokens)) - want).max())
+  return diff(cfg), diff(ml_collections.ConfigDict(dict(cfg, layer_norm_eps=1e-6)))
+
+
+def test_stock_gpt2_imports_exactly(tmp_path):
+  config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=300,
+                                   n_positions=32)
+  assert config.layer_norm_epsilon == 1e-5  # GPT-2's own
+  exact, flax_default = _stock_parity(config, tmp_path)
+  print(f"stock GPT-2: max abs diff {exact:.2e} (with eps 1e-6: {flax_default:.2e})")
+  assert exact < TOL < flax_default
+
+
+def _neox_config(**kwargs):
+  return transformers.GPTNeoXConfig(
+      vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+      intermediate_size=128, max_position_embeddings=32, hidden_act="gelu_new",
+      tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                 "partial_rotary_factor": 1.0}, **kwargs)
+
+
+def test_stock_gpt_neox_imports_exactly(tmp_path):
+  config = _neox_config(use_parallel_residual=False)
+  assert config.layer_norm_eps == 1e-5
+  exact, flax_default = _stock_parity(config, tmp_path)
+  print(f"stock GPT-NeoX: max abs diff {exact:.2e} (with eps 1e-6: {flax_default:.2e})")
+  assert exact < TOL < flax_default
+
+
+def test_stock_gpt_neox_with_parallel_residual_is_refused(tmp_path):
+  with pytest.raises(ConfigError, match=r"use_parallel_residual=True \(ssl_jax's blocks are "
+                                        r"sequential\)"):
+    _stock(_neox_config(use_parallel_residual=True), tmp_path)
 
 
 def test_mlm_head_is_a_bert_option_and_tied_changes_nothing():
@@ -245,17 +312,30 @@ def test_lstm_config_names_the_torch_module():
   assert json.loads(json.dumps(hf_config)) == hf_config
 
 
-def test_bert_runs_recorded_before_mlm_head_resume_unchanged():
-  """configs/bert_tiny.py gained model.mlm_head: a run recorded without it had "tied"."""
+def test_runs_recorded_before_added_model_fields_resume_unchanged():
+  """configs/bert_tiny.py gained model.mlm_head and model.layer_norm_eps: a run recorded
+  without them had "tied" and 1e-6."""
   from configs import bert_tiny
   from ssl_jax import config_check, run_info
   current = bert_tiny.get_config().to_dict()
+  current["model"]["mlm_head"] = "tied"  # the head such a run had
   recorded = json.loads(json.dumps(current))
-  del recorded["model"]["mlm_head"]
+  del recorded["model"]["mlm_head"], recorded["model"]["layer_norm_eps"]
   assert run_info.config_diff(recorded, current) == []
-  current["model"]["mlm_head"] = "transform"
-  assert run_info.config_diff(recorded, current) == ["  model.mlm_head: 'tied' -> 'transform'"]
+  current["model"].update(mlm_head="transform", layer_norm_eps=1e-5)
+  assert run_info.config_diff(recorded, current) == [
+      "  model.layer_norm_eps: 1e-06 -> 1e-05", "  model.mlm_head: 'tied' -> 'transform'"]
   config = bert_tiny.get_config()
-  config.model.mlm_head = "dense"
-  with pytest.raises(ConfigError, match="model.mlm_head"):
+  config.model.mlm_head, config.model.layer_norm_eps = "dense", 0.0
+  with pytest.raises(ConfigError) as e:
     config_check.check(config)
+  for words in ("model.mlm_head must be", "model.layer_norm_eps must be positive"):
+    assert words in str(e.value)
+  # ... and read back from a checkpoint's metadata, where anyone may have edited it.
+  from ssl_jax import checkpoint_metadata
+  recorded["model"]["layer_norm_eps"] = 1e-5
+  checkpoint_metadata.check_config(recorded)
+  for bad in (-1.0, "1e-5", True):
+    recorded["model"]["layer_norm_eps"] = bad
+    with pytest.raises(ConfigError, match="model.layer_norm_eps"):
+      checkpoint_metadata.check_config(recorded)

@@ -2,17 +2,22 @@
 
 The two compute the same function: pre-LayerNorm blocks, learned absolute positions from
 0, tanh-approximated GELU ("gelu_new", flax's nn.gelu default), the output projection tied
-to the token embedding. GPT-2's Conv1D stores weights as (in, out), as Flax does, so only
+to the token embedding. LayerNorm epsilon is model.layer_norm_eps both ways (GPT-2's own
+1e-5 imports as it is). GPT-2's Conv1D stores weights as (in, out), as Flax does, so only
 the fused projections are reshaped: ssl_jax's qkv kernel (D, 3, H, K) flattens to c_attn's
 (D, 3D) whose columns are [q heads | k heads | v heads], and the attention output kernel
 (H, K, D) to c_proj's (D, D).
+
+bos_token_id and eos_token_id are both the tokenizer's eos id: ssl_jax separates documents
+with it, and generation starts a new document with it.
 """
 import numpy as np
 
 from ssl_jax.errors import ConfigError
 
 HF_MODEL_TYPES = ("gpt2",)
-LAYER_NORM_EPS = 1e-6  # flax nn.LayerNorm's default
+LAYER_NORM_EPS = 1e-6  # model.layer_norm_eps's default (flax nn.LayerNorm's)
+HF_LAYER_NORM_EPS = 1e-5  # GPT2Config's default, where config.json leaves it out
 GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")
 
 
@@ -25,7 +30,8 @@ def unsupported(model_cfg) -> str | None:
   return None
 
 
-def to_hf(variables: dict, model_cfg, vocab_size: int | None) -> tuple[dict, dict]:
+def to_hf(variables: dict, model_cfg, vocab_size: int | None,
+          eos_id: int | None = None) -> tuple[dict, dict]:
   p = variables["params"]
   V, D = p["embed"]["embedding"].shape
   if vocab_size is not None and vocab_size != V:
@@ -37,13 +43,14 @@ def to_hf(variables: dict, model_cfg, vocab_size: int | None) -> tuple[dict, dic
       "vocab_size": V, "n_positions": p["pos_embed"].shape[0], "n_embd": D, "n_layer": L,
       "n_head": H, "n_inner": p["block0"]["mlp_in"]["kernel"].shape[1],
       "activation_function": "gelu_new",
-      "layer_norm_epsilon": LAYER_NORM_EPS, "tie_word_embeddings": True,
+      "layer_norm_epsilon": float(model_cfg.get("layer_norm_eps", LAYER_NORM_EPS)),
+      "tie_word_embeddings": True,
       # ssl_jax drops the embedding sum and each residual branch; never attention weights.
       "embd_pdrop": dropout, "resid_pdrop": dropout, "attn_pdrop": 0.0,
       "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
       "reorder_and_upcast_attn": False,
-      # The tokenizer's ids are not known here; GPT-2's 50256 is not in a small vocabulary.
-      "bos_token_id": None, "eos_token_id": None, "pad_token_id": None,
+      # GPT-2's own 50256 is not in a small vocabulary; None where no tokenizer is known.
+      "bos_token_id": eos_id, "eos_token_id": eos_id, "pad_token_id": None,
   }
   t = {"transformer.wte.weight": p["embed"]["embedding"],
        "transformer.wpe.weight": p["pos_embed"]}
@@ -68,8 +75,9 @@ def _check(hf_config: dict):
   bad = []
   if c.get("activation_function", "gelu_new") not in GELU_TANH:
     bad.append(f"activation_function={c['activation_function']!r} (ssl_jax: tanh GELU)")
-  if c.get("layer_norm_epsilon", 1e-5) != LAYER_NORM_EPS:
-    bad.append(f"layer_norm_epsilon={c.get('layer_norm_epsilon', 1e-5)} (ssl_jax: 1e-06)")
+  eps = c.get("layer_norm_epsilon", HF_LAYER_NORM_EPS)
+  if not _positive(eps):
+    bad.append(f"layer_norm_epsilon={eps!r} (not a positive number)")
   if not c.get("scale_attn_weights", True) or c.get("scale_attn_by_inverse_layer_idx", False):
     bad.append("attention scores not scaled by 1/sqrt(head size) alone")
   if not c.get("tie_word_embeddings", True):
@@ -78,6 +86,10 @@ def _check(hf_config: dict):
     bad.append("add_cross_attention=True")
   if bad:
     raise ConfigError("This GPT-2 differs from ssl_jax's GPT: " + "; ".join(bad) + ".")
+
+
+def _positive(x) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < float("inf")
 
 
 def from_hf(hf_config: dict, tensors: dict) -> tuple[dict, dict]:
@@ -103,5 +115,6 @@ def from_hf(hf_config: dict, tensors: dict) -> tuple[dict, dict]:
         "mlp_out": {"kernel": t[h + "mlp.c_proj.weight"], "bias": t[h + "mlp.c_proj.bias"]},
     }
   fields = {"name": "gpt", "position": "learned", "width": D, "num_layers": L, "num_heads": H,
-            "mlp_ratio": inner // D, "max_len": hf_config["n_positions"]}
+            "mlp_ratio": inner // D, "max_len": hf_config["n_positions"],
+            "layer_norm_eps": float(hf_config.get("layer_norm_epsilon", HF_LAYER_NORM_EPS))}
   return {"params": p}, fields

@@ -4,17 +4,22 @@ With use_parallel_residual=False a GPT-NeoX layer is ssl_jax's block: x + attn(l
 that + mlp(ln(.)). Rotary: both rotate the first and second halves of each head as pairs
 (x1 cos - x2 sin, x2 cos + x1 sin) at frequencies 1 / 10000^(i / half), i < half, over the
 whole head (partial_rotary_factor 1.0), and tie the output projection to the embedding.
+LayerNorm epsilon is model.layer_norm_eps both ways (GPT-NeoX's own 1e-5 imports as it is).
 
 The layouts differ in query_key_value: its 3D outputs are grouped by head, [q_h k_h v_h]
 for h = 0..H-1 (GPT-NeoX views them as (H, 3K) before splitting q, k and v), where ssl_jax's
 qkv kernel is (D, 3, H, K). torch Linear weights are (out, in), Flax kernels (in, out).
+
+bos_token_id and eos_token_id are both the tokenizer's eos id: ssl_jax separates documents
+with it, and generation starts a new document with it.
 """
 import numpy as np
 
 from ssl_jax.errors import ConfigError
 
 HF_MODEL_TYPES = ("gpt_neox",)
-LAYER_NORM_EPS = 1e-6  # flax nn.LayerNorm's default
+LAYER_NORM_EPS = 1e-6  # model.layer_norm_eps's default (flax nn.LayerNorm's)
+HF_LAYER_NORM_EPS = 1e-5  # GPTNeoXConfig's default, where config.json leaves it out
 ROPE_THETA = 10000.0
 GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")
 
@@ -28,7 +33,8 @@ def unsupported(model_cfg) -> str | None:
   return None
 
 
-def to_hf(variables: dict, model_cfg, vocab_size: int | None) -> tuple[dict, dict]:
+def to_hf(variables: dict, model_cfg, vocab_size: int | None,
+          eos_id: int | None = None) -> tuple[dict, dict]:
   p = variables["params"]
   V, D = p["embed"]["embedding"].shape
   if vocab_size is not None and vocab_size != V:
@@ -39,14 +45,15 @@ def to_hf(variables: dict, model_cfg, vocab_size: int | None) -> tuple[dict, dic
       "model_type": "gpt_neox", "architectures": ["GPTNeoXForCausalLM"],
       "vocab_size": V, "hidden_size": D, "num_hidden_layers": L, "num_attention_heads": H,
       "intermediate_size": p["block0"]["mlp_in"]["kernel"].shape[1], "hidden_act": "gelu_new",
-      "max_position_embeddings": model_cfg["max_len"], "layer_norm_eps": LAYER_NORM_EPS,
+      "max_position_embeddings": model_cfg["max_len"],
+      "layer_norm_eps": float(model_cfg.get("layer_norm_eps", LAYER_NORM_EPS)),
       "use_parallel_residual": False, "attention_bias": True, "tie_word_embeddings": True,
       "rope_parameters": {"rope_type": "default", "rope_theta": ROPE_THETA,
                           "partial_rotary_factor": 1.0},
       # ssl_jax drops the embedding and each residual branch; never attention weights.
       "hidden_dropout": dropout, "attention_dropout": 0.0,
-      # The tokenizer's ids are not known here; GPT-NeoX's defaults (0, 2) would be guesses.
-      "bos_token_id": None, "eos_token_id": None, "pad_token_id": None,
+      # None where no tokenizer is known: GPT-NeoX's defaults (0, 2) would be guesses.
+      "bos_token_id": eos_id, "eos_token_id": eos_id, "pad_token_id": None,
   }
   t = {"gpt_neox.embed_in.weight": p["embed"]["embedding"]}
   for i in range(L):
@@ -94,14 +101,19 @@ def _check(hf_config: dict):
     bad.append(f"rope {kind!r} with theta {theta:g} (ssl_jax: default, theta 10000)")
   if c.get("hidden_act", "gelu") not in GELU_TANH:
     bad.append(f"hidden_act={c.get('hidden_act', 'gelu')!r} (ssl_jax: tanh GELU)")
-  if c.get("layer_norm_eps", 1e-5) != LAYER_NORM_EPS:
-    bad.append(f"layer_norm_eps={c.get('layer_norm_eps', 1e-5)} (ssl_jax: 1e-06)")
+  eps = c.get("layer_norm_eps", HF_LAYER_NORM_EPS)
+  if not _positive(eps):
+    bad.append(f"layer_norm_eps={eps!r} (not a positive number)")
   if not c.get("attention_bias", True):
     bad.append("attention_bias=False")
   if not c.get("tie_word_embeddings", False):
     bad.append("tie_word_embeddings=False (ssl_jax ties the output projection)")
   if bad:
     raise ConfigError("This GPT-NeoX differs from ssl_jax's GPT: " + "; ".join(bad) + ".")
+
+
+def _positive(x) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < float("inf")
 
 
 def from_hf(hf_config: dict, tensors: dict) -> tuple[dict, dict]:
@@ -136,5 +148,6 @@ def from_hf(hf_config: dict, tensors: dict) -> tuple[dict, dict]:
                     "bias": t[h + "mlp.dense_4h_to_h.bias"]},
     }
   fields = {"name": "gpt", "position": "rope", "width": D, "num_layers": L, "num_heads": H,
-            "mlp_ratio": inner // D, "max_len": hf_config["max_position_embeddings"]}
+            "mlp_ratio": inner // D, "max_len": hf_config["max_position_embeddings"],
+            "layer_norm_eps": float(hf_config.get("layer_norm_eps", HF_LAYER_NORM_EPS))}
   return {"params": p}, fields

@@ -32,7 +32,8 @@ def notes(model_cfg) -> list[str]:
           "load it."]
 
 
-def to_hf(variables: dict, model_cfg, vocab_size: int | None) -> tuple[dict, dict]:
+def to_hf(variables: dict, model_cfg, vocab_size: int | None,
+          eos_id: int | None = None) -> tuple[dict, dict]:
   p = variables["params"]
   V, W = p["Embed_0"]["embedding"].shape
   if vocab_size is not None and vocab_size != V:
@@ -40,6 +41,8 @@ def to_hf(variables: dict, model_cfg, vocab_size: int | None) -> tuple[dict, dic
   L = model_cfg["num_layers"]
   hf_config = {"model_type": "ssl_jax_lstm", "vocab_size": V, "width": W, "num_layers": L,
                "max_len": model_cfg["max_len"]}
+  if eos_id is not None:  # the document separator; generation starts a document with it
+    hf_config["eos_token_id"] = eos_id
   t = {"embed.weight": p["Embed_0"]["embedding"]}
   for l in range(L):
     cell = p[f"OptimizedLSTMCell_{l}"]

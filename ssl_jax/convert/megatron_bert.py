@@ -2,8 +2,9 @@
 
 MegatronBERT is the pre-LayerNorm BERT: no LayerNorm on the embeddings, one before
 attention and one before the MLP in each layer, a final LayerNorm on the encoder output;
-learned absolute positions from 0. That is ssl_jax's BERT block for block. What HF has and
-ssl_jax does not is written so that it computes nothing:
+learned absolute positions from 0. That is ssl_jax's BERT block for block, LayerNorm
+epsilon (model.layer_norm_eps) included. What HF has and ssl_jax does not is written so
+that it computes nothing:
 
 - token type embeddings: one type (type_vocab_size=1) whose row is zeros (HF adds row 0
   when no token_type_ids are passed). An imported model with a non-zero row 0 has it
@@ -20,13 +21,15 @@ pad_token_id is None: HF uses it only as the word embedding's padding_idx, whose
 gets no gradient when the model is fine-tuned in torch. ssl_jax trains every row (its pad
 mask is an attention mask), so no row is frozen; a real id (HF's default 0 is the
 tokenizer's first token) would stop a token ssl_jax trained from training further.
+eos_token_id is the tokenizer's eos id where the export knows the tokenizer.
 """
 import numpy as np
 
 from ssl_jax.errors import ConfigError
 
 HF_MODEL_TYPES = ("megatron-bert",)
-LAYER_NORM_EPS = 1e-6  # flax nn.LayerNorm's default
+LAYER_NORM_EPS = 1e-6  # model.layer_norm_eps's default (flax nn.LayerNorm's)
+HF_LAYER_NORM_EPS = 1e-12  # MegatronBertConfig's default, where config.json leaves it out
 GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")
 _HEAD = "cls.predictions."
 
@@ -60,7 +63,8 @@ def _norm(prefix: str, ln: dict) -> dict:
   return {prefix + "weight": ln["scale"], prefix + "bias": ln["bias"]}
 
 
-def to_hf(variables: dict, model_cfg, vocab_size: int | None) -> tuple[dict, dict]:
+def to_hf(variables: dict, model_cfg, vocab_size: int | None,
+          eos_id: int | None = None) -> tuple[dict, dict]:
   p = variables["params"]
   V, D = p["embed"]["embedding"].shape
   if vocab_size is not None and vocab_size != V:
@@ -74,10 +78,12 @@ def to_hf(variables: dict, model_cfg, vocab_size: int | None) -> tuple[dict, dic
       "vocab_size": V, "hidden_size": D, "num_hidden_layers": L, "num_attention_heads": H,
       "intermediate_size": p["block0"]["mlp_in"]["kernel"].shape[1], "hidden_act": "gelu_new",
       "max_position_embeddings": p["pos_embed"].shape[0], "type_vocab_size": 1,
-      "layer_norm_eps": LAYER_NORM_EPS, "tie_word_embeddings": True, "is_decoder": False,
+      "layer_norm_eps": float(model_cfg.get("layer_norm_eps", LAYER_NORM_EPS)),
+      "tie_word_embeddings": True, "is_decoder": False,
       # ssl_jax drops the embedding sum and each residual branch; never attention weights.
       "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": 0.0,
       "pad_token_id": None,  # see the module docstring
+      "eos_token_id": eos_id,
   }
   base = "bert." if masked_lm else ""
   e = base + "embeddings."
@@ -113,8 +119,9 @@ def _check(hf_config: dict, tensors: dict):
   bad = []
   if c.get("hidden_act", "gelu") not in GELU_TANH:
     bad.append(f"hidden_act={c.get('hidden_act', 'gelu')!r} (ssl_jax: tanh GELU)")
-  if c.get("layer_norm_eps", 1e-12) != LAYER_NORM_EPS:
-    bad.append(f"layer_norm_eps={c.get('layer_norm_eps', 1e-12)} (ssl_jax: 1e-06)")
+  eps = c.get("layer_norm_eps", HF_LAYER_NORM_EPS)
+  if not _positive(eps):
+    bad.append(f"layer_norm_eps={eps!r} (not a positive number)")
   if c.get("is_decoder", False) or c.get("add_cross_attention", False):
     bad.append("a decoder (is_decoder or add_cross_attention)")
   head = tensors.get(_HEAD + "decoder.weight")
@@ -124,6 +131,10 @@ def _check(hf_config: dict, tensors: dict):
     bad.append("an output projection not tied to the word embeddings")
   if bad:
     raise ConfigError("This MegatronBERT differs from ssl_jax's BERT: " + "; ".join(bad) + ".")
+
+
+def _positive(x) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < float("inf")
 
 
 def _strip(tensors: dict) -> dict:
@@ -178,5 +189,6 @@ def from_hf(hf_config: dict, tensors: dict) -> tuple[dict, dict]:
     p["mlm_bias"] = t.get(_HEAD + "bias", t.get(_HEAD + "decoder.bias"))
   fields = {"name": "bert", "position": "learned", "width": D, "num_layers": L, "num_heads": H,
             "mlp_ratio": inner // D, "max_len": hf_config["max_position_embeddings"],
-            "mlm_head": "transform" if masked_lm else "tied"}
+            "mlm_head": "transform" if masked_lm else "tied",
+            "layer_norm_eps": float(hf_config.get("layer_norm_eps", HF_LAYER_NORM_EPS))}
   return {"params": p}, fields

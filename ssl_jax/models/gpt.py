@@ -138,6 +138,7 @@ class Block(nn.Module):
   dtype: jnp.dtype = jnp.float32
   attention: str = "xla"  # resolved model.attention
   matmul: str = "xla"  # resolved model.matmul
+  layer_norm_eps: float = 1e-6
 
   @nn.compact
   def __call__(self, x_BxTxD, positions_T, pad_mask_BxT=None, train=False):
@@ -145,12 +146,12 @@ class Block(nn.Module):
     # GPT-2: residual projections scaled down with depth.
     out_init = nn.initializers.normal(0.02 / (2 * self.num_layers) ** 0.5)
     drop = nn.Dropout(self.dropout, deterministic=not train)
-    h = nn.LayerNorm(dtype=self.dtype, name="ln_attn")(x_BxTxD)
+    h = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name="ln_attn")(x_BxTxD)
     h = Attention(self.num_heads, self.causal, self.rope, self.decode, self.dtype, out_init,
                   attention_kernel=self.attention, matmul=self.matmul,
                   name="attn")(h, positions_T, pad_mask_BxT)
     x_BxTxD = x_BxTxD + drop(h)
-    h = nn.LayerNorm(dtype=self.dtype, name="ln_mlp")(x_BxTxD)
+    h = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name="ln_mlp")(x_BxTxD)
     h = layers.dense(self.mlp_ratio * D, matmul=self.matmul, dtype=self.dtype,
                      kernel_init=_init, name="mlp_in")(h)
     h = nn.gelu(h)
@@ -179,6 +180,8 @@ class Transformer(nn.Module):
   # Resolved backend choices (layers.resolve_backends); plain XLA unless a caller chose.
   attention: str = "xla"
   matmul: str = "xla"
+  # Of every LayerNorm. 1e-6 is flax's default; Hugging Face GPT-2 and GPT-NeoX use 1e-5.
+  layer_norm_eps: float = 1e-6
 
   def setup(self):
     # dtype: the tied output projection (the largest matmul at GPT-2's vocabulary) runs in
@@ -190,14 +193,14 @@ class Transformer(nn.Module):
     self.blocks = [
         block(self.num_heads, self.num_layers, self.mlp_ratio, self.dropout, self.causal,
               self.position == "rope", self.decode, self.dtype, attention=self.attention,
-              matmul=self.matmul, name=f"block{i}")
+              matmul=self.matmul, layer_norm_eps=self.layer_norm_eps, name=f"block{i}")
         for i in range(self.num_layers)]
-    self.ln_f = nn.LayerNorm(dtype=self.dtype)
+    self.ln_f = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype)
     self.drop = nn.Dropout(self.dropout)
     if self.mlm_head == "transform":
       self.mlm_dense = layers.dense(self.width, matmul=self.matmul, dtype=self.dtype,
                                     kernel_init=_init)
-      self.mlm_ln = nn.LayerNorm(dtype=self.dtype)
+      self.mlm_ln = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype)
       self.mlm_bias = self.param("mlm_bias", nn.initializers.zeros, (self.vocab_size,))
 
   def features(self, tokens_BxT, positions_T=None, pad_mask_BxT=None, train=False):
