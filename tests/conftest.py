@@ -112,3 +112,37 @@ TINY_CLI_FLAGS = [
     "--config.batch_size=8", "--config.log_every=2", "--config.eval_every=6",
     "--config.checkpoint_every=6", "--config.eval_steps=2", "--config.optim.warmup_steps=2",
 ]
+
+
+PACKAGE_WORDS = {  # three made-up packages, each with its own vocabulary
+    "geometry": ("point", "polygon", "area", "radius", "angle", "vertex", "distance", "sqrt"),
+    "textproc": ("token", "sentence", "lower", "strip", "split", "regex", "vowel", "word"),
+    "netio": ("socket", "packet", "retry", "timeout", "header", "buffer", "port", "send"),
+}
+
+
+def make_package_tree(root: str, modules: int = 10, seed: int = 0) -> str:
+  """root/PACKAGE/modNN.py for PACKAGE_WORDS: synthetic Python, about 1.5 KB a module, whose
+  names and comments say which package it belongs to. Returns root."""
+  import random
+  rng = random.Random(seed)
+  for package, words in PACKAGE_WORDS.items():
+    os.makedirs(os.path.join(root, package), exist_ok=True)
+    open(os.path.join(root, package, "__init__.py"), "w").close()
+    for m in range(modules):
+      lines = [f'"""{package} helpers, part {m}: {" and ".join(rng.sample(words, 3))}."""', ""]
+      for f in range(8):
+        a, b, c = rng.sample(words, 3)
+        lines += [f"def {a}_{b}_{m}_{f}({a}, {c}=None):",
+                  f"  # the {b} of a {a}, by {c}",
+                  f"  {b}_total = {a} * {rng.randint(2, 99)} + ({c} or {rng.randint(1, 9)})",
+                  f"  return [{b}_total for {c} in range({rng.randint(2, 9)})]", ""]
+      with open(os.path.join(root, package, f"mod{m:02d}.py"), "w") as out:
+        out.write("\n".join(lines))
+  return root
+
+
+@pytest.fixture(scope="session")
+def package_tree(tmp_path_factory):
+  """A folder of 3 small synthetic Python packages (make_package_tree)."""
+  return make_package_tree(str(tmp_path_factory.mktemp("packages")))

@@ -1,4 +1,5 @@
 """Transfer evaluations: protocols on synthetic features, and the evaluate CLI end to end."""
+import dataclasses
 import json
 import math
 import os
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from ssl_jax import evaluate
+from ssl_jax.errors import ConfigError
 from ssl_jax.evaluate import fewshot, knn, linear
 
 from conftest import metric_rows, run_cli, tiny_lm_config
@@ -177,10 +179,43 @@ def test_evaluate_cli_prints_and_appends_one_json_line(simclr_workdir, data_dir)
     (["--protocol", "nearest"], "Unknown protocol"),
     (["--protocol", "perplexity"], "language model"),
     (["--protocol", "knn", "--batch_size=0"], "batch_size"),
+    (["--protocol", "knn", "--dataset", "cifar10"],
+     "Accepted forms: stdlib or packages:DIR for text encoders; images:DIR or tfds:NAME"),
+    (["--protocol", "knn", "--dataset", "packages:/tmp"], "Use images:DIR or tfds:NAME"),
 ])
 def test_evaluate_cli_bad_usage_exits_2(simclr_workdir, data_dir, args, message):
   out = run_cli("ssl_jax.evaluate", "--workdir", simclr_workdir, f"--data_dir={data_dir}", *args)
   assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+def color_folder(root, per_class=30, size=12):
+  """root/{red,green,blue}/*.png: noisy images of one dominant colour per class."""
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  for c, name in enumerate(("red", "green", "blue")):
+    os.makedirs(os.path.join(root, name))
+    for i in range(per_class):
+      image = rng.integers(0, 120, (size, size, 3))
+      image[..., c] += 120
+      Image.fromarray(image.astype(np.uint8)).save(os.path.join(root, name, f"{i}.png"))
+  return root
+
+
+def test_evaluate_cli_on_an_image_folder(simclr_workdir, data_dir, tmp_path):
+  """--dataset images:DIR: 12x12 colour images resized to the encoder's 8x8, probed by SGD."""
+  folder = color_folder(str(tmp_path / "colors"))
+  out = run_cli("ssl_jax.evaluate", "--workdir", simclr_workdir, "--protocol", "linear_sgd",
+                f"--data_dir={data_dir}", "--dataset", f"images:{folder}",
+                "--probe_epochs=20", "--probe_batch_size=32")
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result["split"] == "linear_sgd" and result["step"] == 4
+  assert result["raw_pixels_top1"] > 0.8 and 0.0 <= result["top1"] <= 1.0  # chance 1/3
+  assert 0.0 <= result["random_init_top1"] <= 1.0 and "top5" not in result
+  assert metric_rows(simclr_workdir)[-1] == result
+  missing = run_cli("ssl_jax.evaluate", "--workdir", simclr_workdir, "--protocol", "knn",
+                    f"--data_dir={data_dir}", "--dataset", f"images:{tmp_path}/missing")
+  assert missing.returncode == 3 and "no such folder" in missing.stderr
 
 
 def test_evaluate_cli_without_checkpoint_exits_2(tmp_path):
@@ -198,6 +233,21 @@ def test_fewshot_protocol_in_process(simclr_workdir, data_dir):
           for n in fewshot.SHOTS for s in ("", "_std")} <= set(result)
   assert result["raw_pixels_top1_25shot"] > 0.5
   assert all(0.0 <= v <= 1.0 for k, v in result.items() if "top1" in k)
+
+
+def test_knn_on_a_tfds_dataset(simclr_workdir, data_dir):
+  """--dataset tfds:NAME: the TFDS "train" split trains, "test" scores (digits, grayscale,
+  to RGB); the result is that of the run's own data, which is the same dataset."""
+  options = evaluate.Options(max_train_examples=200, max_test_examples=100, data_dir=data_dir,
+                             baselines=False)
+  own = evaluate.evaluate(simclr_workdir, "knn", options)
+  other = evaluate.evaluate(simclr_workdir, "knn",
+                            dataclasses.replace(options, dataset="tfds:digits"))
+  assert {k: v for k, v in other.items() if "top1" in k} == {
+      k: v for k, v in own.items() if "top1" in k}
+  with pytest.raises(ConfigError, match="for the feature protocols"):
+    evaluate.evaluate(simclr_workdir, "perplexity",
+                      dataclasses.replace(options, dataset="tfds:digits"))
 
 
 def test_perplexity_covers_the_validation_split(corpus_dir, data_dir, tmp_path):

@@ -35,25 +35,58 @@ def test_builder_is_deterministic_split_by_file_and_balanced(task_splits, tmp_pa
     assert path.split(os.sep)[0] == names[label]
 
 
+@pytest.fixture(scope="module")
+def pretrained(corpus_dir, data_dir, tmp_path_factory):
+  """objective -> the workdir of a tiny model pretrained 4 steps (each trained once)."""
+  workdirs = {}
+
+  def get(objective):
+    if objective not in workdirs:
+      workdir = str(tmp_path_factory.mktemp(objective) / "run")
+      config = ["--config", "configs/gpt_tiny.py" if objective == "next_token" else
+                "configs/bert_tiny.py"]
+      out = run_cli("ssl_jax.main", *config, "--workdir", workdir,
+                    f"--config.data.source={corpus_dir}/*.py",
+                    f"--config.data.data_dir={data_dir}", *TINY_CLI_FLAGS,
+                    "--config.total_steps=4")
+      assert out.returncode == 0, out.stderr[-3000:]
+      workdirs[objective] = workdir
+    return workdirs[objective]
+
+  return get
+
+
 @pytest.mark.parametrize("objective,protocol", [("next_token", "linear"),
                                                 ("masked_lm", "finetune")])
-def test_evaluate_cli_on_text_encoders(objective, protocol, corpus_dir, data_dir, tmp_path):
-  workdir = str(tmp_path / "run")
-  config = ["--config", "configs/gpt_tiny.py" if objective == "next_token" else
-            "configs/bert_tiny.py"]
-  out = run_cli("ssl_jax.main", *config, "--workdir", workdir,
-                f"--config.data.source={corpus_dir}/*.py", f"--config.data.data_dir={data_dir}",
-                *TINY_CLI_FLAGS, "--config.total_steps=4")
-  assert out.returncode == 0, out.stderr[-3000:]
-  for protocol in (protocol,):
-    res = run_cli("ssl_jax.evaluate", "--workdir", workdir, "--protocol", protocol,
-                  "--data_dir", data_dir,
-                  "--max_train_examples", "160", "--max_test_examples", "80",
-                  "--finetune_steps", "5", "--batch_size", "32")
-    assert res.returncode == 0, res.stderr[-3000:]
-    result = json.loads(res.stdout.strip().splitlines()[-1])
-    assert result["split"] == protocol and result["step"] == 4
-    for key in ("top1", "random_init_top1", "bag_of_tokens_top1"):
-      assert 0.0 <= result[key] <= 1.0
+def test_evaluate_cli_on_text_encoders(objective, protocol, pretrained, data_dir):
+  workdir = pretrained(objective)
+  res = run_cli("ssl_jax.evaluate", "--workdir", workdir, "--protocol", protocol,
+                "--data_dir", data_dir,
+                "--max_train_examples", "160", "--max_test_examples", "80",
+                "--finetune_steps", "5", "--batch_size", "32")
+  assert res.returncode == 0, res.stderr[-3000:]
+  result = json.loads(res.stdout.strip().splitlines()[-1])
+  assert result["split"] == protocol and result["step"] == 4
+  for key in ("top1", "random_init_top1", "bag_of_tokens_top1"):
+    assert 0.0 <= result[key] <= 1.0
   rows = metric_rows(workdir)
   assert protocol in {r["split"] for r in rows}
+
+
+def test_evaluate_cli_on_another_package_tree(pretrained, package_tree, data_dir):
+  """--dataset packages:DIR: the GPT probed (SGD linear probe) on which of 3 synthetic
+  packages a snippet comes from, its baselines beside it; the task is prepared once in
+  --data_dir under a name of its own."""
+  workdir = pretrained("next_token")
+  res = run_cli("ssl_jax.evaluate", "--workdir", workdir, "--protocol", "linear_sgd",
+                "--data_dir", data_dir, "--dataset", f"packages:{package_tree}",
+                "--probe_epochs", "30", "--batch_size", "64")
+  assert res.returncode == 0, res.stderr[-3000:]
+  result = json.loads(res.stdout.strip().splitlines()[-1])
+  assert result["split"] == "linear_sgd" and result["step"] == 4
+  assert "top5" not in result  # 3 classes
+  for name in ("", "random_init_", "bag_of_tokens_"):
+    assert 0.0 <= result[f"{name}top1"] <= 1.0 and result[f"{name}train_loss"] >= 0
+  assert result["bag_of_tokens_top1"] > 0.6  # each package has its own words; chance 1/3
+  assert metric_rows(workdir)[-1] == result
+  assert len(os.listdir(os.path.join(data_dir, "python_packages"))) == 1

@@ -3,9 +3,12 @@
 Two registries keep this pluggable:
   PROTOCOLS  protocol name -> "module:function", function(run: Run, options) -> metrics
   SOURCES    config.objective -> "module:function", function(run, options) -> Transfer
-             (evaluate/transfer.py): what the feature protocols (linear, knn, fewshot,
-             finetune) evaluate. A new pretraining objective plugs in by adding its
-             source here; the protocols do not change.
+             (evaluate/transfer.py): what the feature protocols (linear, linear_sgd, knn,
+             fewshot, finetune) evaluate. A new pretraining objective plugs in by adding
+             its source here; the protocols do not change.
+
+A source probes the encoder on the data of its run unless Options.dataset names another
+(evaluate/datasets.py: stdlib, packages:DIR, images:DIR, tfds:NAME).
 
 Data paths come from Options (the command line), never from the checkpoint: its metadata
 is validated (checkpoint_metadata.py) and its data.source / data.data_dir are replaced.
@@ -21,6 +24,7 @@ from ssl_jax.errors import ConfigError
 
 PROTOCOLS = {
     "linear": "ssl_jax.evaluate.linear:run",
+    "linear_sgd": "ssl_jax.evaluate.linear_sgd:run",
     "knn": "ssl_jax.evaluate.knn:run",
     "fewshot": "ssl_jax.evaluate.fewshot:run",
     "finetune": "ssl_jax.evaluate.finetune:run",
@@ -31,7 +35,7 @@ PROTOCOLS = {
 SOURCES = {
     "simclr": "ssl_jax.evaluate.image_transfer:transfer",
     "byol": "ssl_jax.evaluate.image_transfer:transfer",
-    # Text encoders, on the stdlib-packages task (data/stdlib_packages.py).
+    # Text encoders, on a package-classification task (data/stdlib_packages.py).
     "next_token": "ssl_jax.evaluate.text_transfer:transfer",
     "masked_lm": "ssl_jax.evaluate.text_transfer:transfer",
 }
@@ -50,6 +54,14 @@ class Options:
   # image folder, and the TFDS data directory ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets).
   data_source: str = ""
   data_dir: str = ""
+  # The labelled data the encoder is probed on (evaluate/datasets.py); "" = the run's own.
+  dataset: str = ""
+  # A split's features above this size are extracted into a file-backed array (in $TMPDIR).
+  feature_memory_mb: float = 2048.0
+  # The linear_sgd protocol (evaluate/linear_sgd.py).
+  probe_epochs: int = 90
+  probe_lr: float = 0.1
+  probe_batch_size: int = 256
 
 
 @dataclasses.dataclass

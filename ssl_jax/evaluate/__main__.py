@@ -1,6 +1,9 @@
-"""python -m ssl_jax.evaluate --workdir DIR --protocol linear|knn|fewshot|finetune|perplexity
-    [--data_dir DIR] [--data_source GLOB_OR_DIR]
+"""python -m ssl_jax.evaluate --workdir DIR
+    --protocol linear|linear_sgd|knn|fewshot|finetune|perplexity
+    [--dataset stdlib|packages:DIR|images:DIR|tfds:NAME] [--data_dir DIR]
+    [--data_source GLOB_OR_DIR]
 
+--dataset probes the encoder on other labelled data than its run's (evaluate/datasets.py).
 Data paths come from these flags (or their defaults), never from the checkpoint.
 Prints one JSON line ({"step", "split": protocol, metrics...}) and appends it to
 DIR/metrics.jsonl. Exit codes: 0 done, 2 bad usage or checkpoint (or a --batch_size too large
@@ -13,6 +16,7 @@ from absl import flags
 
 from ssl_jax import bootstrap, config_check, evaluate, storage
 from ssl_jax.errors import EXIT_CONFIG, ConfigError
+from ssl_jax.evaluate import datasets
 
 _DEFAULTS = evaluate.Options()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
@@ -33,26 +37,45 @@ _DATA_SOURCE = flags.DEFINE_string(
     "data_source", _DEFAULTS.data_source, "The run's data.source when it needs one: a text "
     "corpus glob (default: the built-in stdlib corpus) or an image folder. Never read from "
     "the checkpoint.")
+_DATASET = flags.DEFINE_string(
+    "dataset", _DEFAULTS.dataset, "The labelled data to probe the encoder on (default: the "
+    "run's own). Text encoders: stdlib, or packages:DIR (the Python packages under DIR are "
+    "the classes). Image encoders: images:DIR (one subfolder per class), or tfds:NAME (a "
+    "TFDS dataset with image and label in --data_dir, e.g. digits or cifar10).")
+_FEATURE_MB = flags.DEFINE_float(
+    "feature_memory_mb", _DEFAULTS.feature_memory_mb, "A split's features larger than this "
+    "are written to a file in $TMPDIR instead of memory (removed afterwards).")
+_PROBE_EPOCHS = flags.DEFINE_integer("probe_epochs", _DEFAULTS.probe_epochs,
+                                     "Epochs of the linear_sgd probe.")
+_PROBE_LR = flags.DEFINE_float("probe_lr", _DEFAULTS.probe_lr,
+                               "Peak SGD learning rate of the linear_sgd probe (cosine decay).")
+_PROBE_BATCH = flags.DEFINE_integer("probe_batch_size", _DEFAULTS.probe_batch_size,
+                                    "Batch size of the linear_sgd probe.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", _DEFAULTS.data_dir, "TFDS data directory (default: $TFDS_DATA_DIR or "
     "~/tensorflow_datasets). Never read from the checkpoint.")
 
 USAGE = ("Usage: python -m ssl_jax.evaluate --workdir DIR --protocol "
-         f"{'|'.join(evaluate.PROTOCOLS)} [--data_dir DIR] [--data_source GLOB_OR_DIR] "
-         "[--baselines=false] [--seed S]")
+         f"{'|'.join(evaluate.PROTOCOLS)} [--dataset stdlib|packages:DIR|images:DIR|tfds:NAME] "
+         "[--data_dir DIR] [--data_source GLOB_OR_DIR] [--baselines=false] [--seed S] "
+         "[--probe_epochs E --probe_lr LR --probe_batch_size B] [--feature_memory_mb MB]")
 
 
 def options_error(options) -> str | None:
   """What is wrong with the numeric flags, before the checkpoint is read."""
   import math
-  for field in ("batch_size", "finetune_steps"):
+  for field in ("batch_size", "finetune_steps", "probe_epochs", "probe_batch_size"):
     if getattr(options, field) <= 0:
       return f"--{field} must be positive; got {getattr(options, field)}."
   for field in ("max_train_examples", "max_test_examples"):
     if getattr(options, field) < 0:
       return f"--{field} must be 0 (all) or positive; got {getattr(options, field)}."
-  if not (math.isfinite(options.finetune_lr) and options.finetune_lr > 0):
-    return f"--finetune_lr must be positive; got {options.finetune_lr}."
+  for field in ("finetune_lr", "probe_lr"):
+    if not (math.isfinite(getattr(options, field)) and getattr(options, field) > 0):
+      return f"--{field} must be positive; got {getattr(options, field)}."
+  if not options.feature_memory_mb >= 0:  # also refuses NaN
+    return (f"--feature_memory_mb must be 0 (always on disk) or more; got "
+            f"{options.feature_memory_mb}.")
   if not -2 ** 63 <= options.seed < 2 ** 63:
     return f"--seed must be a 64-bit integer; got {options.seed}."
   return None
@@ -69,7 +92,9 @@ def main(argv):
       seed=_SEED.value, baselines=_BASELINES.value, batch_size=_BATCH.value,
       max_train_examples=_MAX_TRAIN.value, max_test_examples=_MAX_TEST.value,
       finetune_steps=_FT_STEPS.value, finetune_lr=_FT_LR.value,
-      data_source=_DATA_SOURCE.value, data_dir=_DATA_DIR.value)
+      data_source=_DATA_SOURCE.value, data_dir=_DATA_DIR.value, dataset=_DATASET.value,
+      feature_memory_mb=_FEATURE_MB.value, probe_epochs=_PROBE_EPOCHS.value,
+      probe_lr=_PROBE_LR.value, probe_batch_size=_PROBE_BATCH.value)
   problem = options_error(options)
   workdir = None
   try:
@@ -77,6 +102,7 @@ def main(argv):
     if _DATA_DIR.value:
       storage.resolve("--data_dir", _DATA_DIR.value)
     config_check.check_local_path("--data_source", _DATA_SOURCE.value or "")
+    datasets.parse(options.dataset)
   except ConfigError as e:
     problem = problem or str(e)
   if problem:

@@ -1,14 +1,19 @@
 """Transfer source for image encoders (SimCLR, BYOL): the encoder out of a checkpoint,
-plus the labelled probe and test splits of the dataset it was trained on.
+plus labelled probe and test splits: those of the dataset it was trained on, or of another
+(--dataset images:DIR or tfds:NAME), resized to the pretraining image size.
 
 The checkpoint's metadata["encoder_path"] ("a/b") says where the encoder's variables sit
 in params and in each model_state collection; a new image objective only has to set it.
 """
 import functools
+import os
 
 import jax.numpy as jnp
+import ml_collections
 
-from ssl_jax.data import augment, images
+from ssl_jax.data import augment, images, pipeline
+from ssl_jax.errors import DataError
+from ssl_jax.evaluate import datasets
 from ssl_jax.evaluate.transfer import Encoder, Labelled, Transfer
 from ssl_jax.models import encoders
 from ssl_jax.models.inputs import model_input, split_variables
@@ -63,12 +68,47 @@ def finetune_augment(config):
   return apply
 
 
+def labelled_splits(config, options):
+  """(probe source, test source, number of classes) of the data options.dataset names."""
+  spec = datasets.for_modality(options.dataset, "image")
+  if not spec.kind:
+    data = images.load(config.data)
+    return data.probe, data.eval, data.num_classes
+  cfg = ml_collections.ConfigDict({"name": spec.argument, "source": "",
+                                   "data_dir": config.data.get("data_dir", "")})
+  if spec.kind == "images":
+    cfg.name, cfg.source = images.IMAGE_FOLDER, os.path.abspath(os.path.expanduser(spec.argument))
+    if not os.path.isdir(cfg.source):
+      raise DataError(f"--dataset images:{spec.argument}: no such folder. It needs one "
+                      "subfolder of images per class (DIR/CLASS/*.png, or DIR/train/CLASS and "
+                      "DIR/test/CLASS).")
+  return pipeline.process_0_first(lambda: _open_pair(cfg), "eval_images")
+
+
+def _open_pair(cfg):
+  try:
+    train, num_classes = images.open_split(cfg, "train")
+  except DataError as e:
+    if cfg.name == images.IMAGE_FOLDER:
+      raise
+    raise DataError(f"{e}\n(python -m ssl_jax.evaluate reads TFDS datasets from --data_dir.)"
+                    ) from e
+  try:
+    test, _ = images.open_split(cfg, "test")
+  except DataError as no_test:
+    try:
+      test, _ = images.open_split(cfg, "validation")
+    except DataError:
+      raise no_test from None
+  return train, test, num_classes
+
+
 def transfer(run, options) -> Transfer:
   config = run.config
-  size = config.data.image_size
-  data = images.load(config.data)
-  train = Labelled(*images.load_arrays(data.probe, size, options.max_train_examples))
-  test = Labelled(*images.load_arrays(data.eval, size, options.max_test_examples))
+  size = int(run.metadata.get("image_size", config.data.image_size))
+  probe, held_out, num_classes = labelled_splits(config, options)
+  train = Labelled(*images.load_arrays(probe, size, options.max_train_examples))
+  test = Labelled(*images.load_arrays(held_out, size, options.max_test_examples))
   module = encoders.image_encoder(config.model)
   apply = functools.partial(_apply, module)
   params, state = encoder_variables(run.params, run.model_state,
@@ -80,5 +120,5 @@ def transfer(run, options) -> Transfer:
     return Encoder(apply, p, s, aug)
 
   raw = Encoder(_pixels, {}, {}, aug)
-  return Transfer(Encoder(apply, params, state, aug), train, test, data.num_classes,
+  return Transfer(Encoder(apply, params, state, aug), train, test, num_classes,
                   random_init=random_init, raw=raw, raw_name="raw_pixels")

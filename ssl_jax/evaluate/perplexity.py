@@ -16,7 +16,9 @@ LANGUAGE_OBJECTIVES = ("next_token",)
 
 
 def run(run, options) -> dict:
-  del options
+  if options.dataset:
+    raise ConfigError(f"--dataset {options.dataset} is for the feature protocols; perplexity "
+                      "reads the corpus of the run's config (--data_source).")
   from ssl_jax.tasks import make_task
   config = run.config
   objective = config.get("objective", "?")

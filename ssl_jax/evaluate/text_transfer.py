@@ -1,5 +1,6 @@
 """Transfer source for text encoders (GPT, LSTM, BERT checkpoints): features of the
-pretrained model on the stdlib-packages task (data/stdlib_packages.py).
+pretrained model on a package-classification task (data/stdlib_packages.py): the stdlib
+one by default, or the packages under any folder (--dataset packages:DIR).
 
 Snippets are tokenized with the checkpoint's own tokenizer to the pretraining sequence
 length (padding marked -1). Features are the final hidden states averaged over the real
@@ -12,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax import checkpoint_metadata, models
-from ssl_jax.data import prepare, stdlib_packages, text
+from ssl_jax.data import pipeline, prepare, stdlib_packages, text
+from ssl_jax.evaluate import datasets
 from ssl_jax.evaluate.transfer import Encoder, Labelled, Transfer
 
 
@@ -57,12 +59,23 @@ def _subset(data: Labelled, limit: int, seed: int) -> Labelled:
   return Labelled(data.inputs[keep], data.labels[keep])
 
 
+def labelled_splits(config, options):
+  """(train source, test source, class names) of the task options.dataset names."""
+  spec = datasets.for_modality(options.dataset, "text")
+  root = prepare.data_dir(config.data)
+  if spec.kind == "packages":
+    load = lambda: stdlib_packages.load_tree(root, spec.argument)  # noqa: E731
+  else:
+    load = lambda: stdlib_packages.load(root)  # noqa: E731
+  return pipeline.process_0_first(load, "text_task")
+
+
 def transfer(run, options) -> Transfer:
   config = run.config
   tok = checkpoint_metadata.tokenizer(run.metadata)  # validated, errors as ConfigError
   model_vocab = tok.vocab_size + (1 if config.objective == "masked_lm" else 0)
   module = models.language_model(config.model, model_vocab)
-  train_src, test_src, names = stdlib_packages.load(prepare.data_dir(config.data))
+  train_src, test_src, names = labelled_splits(config, options)
   T = config.data.seq_len
   train = Labelled(*tokenize(train_src, tok, T))
   test = Labelled(*tokenize(test_src, tok, T))
