@@ -163,6 +163,7 @@ class Report:
   new: list  # in the run only: freshly initialised
   mismatched: list  # [(name, run shape, source shape)]: freshly initialised
   unused: list  # in the source only
+  notes: list = dataclasses.field(default_factory=list)  # same shapes, other computation
 
   def table(self) -> str:
     def count(names):
@@ -174,14 +175,14 @@ class Report:
     for label, names in rows:
       shown = ", ".join(_example(n) for n in names[:3]) + (" ..." if len(names) > 3 else "")
       lines.append(f"  {label:26} {len(names):8d} {count(names):12,d}  {shown}")
-    return "\n".join(lines)
+    return "\n".join(lines + [f"  note: {note}" for note in self.notes])
 
   def to_json(self) -> str:
     return json.dumps({"source": self.source, "how": self.how,
                        "loaded": [n for n, _ in self.loaded], "new": [n for n, _ in self.new],
                        "mismatched": [{"name": n, "run": list(a), "source": list(b)}
                                       for n, a, b in self.mismatched],
-                       "unused": [n for n, _ in self.unused]}, indent=1)
+                       "unused": [n for n, _ in self.unused], "notes": self.notes}, indent=1)
 
 
 def _example(entry) -> str:
@@ -265,7 +266,25 @@ def plan(config, abstract_state, task_metadata: dict, workdir: str) -> Plan | No
       storage.join(workdir, "checkpoints")):
     return None
   names, leaves, _ = _named_leaves(abstract_state)
+  source = read(config.init_from)
   arrays, report = match({n: tuple(leaf.shape) for n, leaf in zip(names, leaves)},
-                         task_metadata.get("encoder_path"), read(config.init_from),
+                         task_metadata.get("encoder_path"), source,
                          bool(config.get("init_from_strict", True)))
+  report.notes = computation_differences(source.config.get("model", {}), config.model)
   return Plan(arrays, report)
+
+
+# Model fields that change what the same weights compute without changing their shapes.
+_SAME_SHAPE_FIELDS = ("name", "position", "layer_norm_eps", "pool", "stem")
+
+
+def computation_differences(source_model: dict, run_model) -> list[str]:
+  """Notes for fields where the run computes differently from the source's model."""
+  out = []
+  for field in _SAME_SHAPE_FIELDS:
+    theirs, ours = source_model.get(field), run_model.get(field)
+    if theirs is not None and ours is not None and theirs != ours:
+      out.append(f"the source has model.{field}={theirs!r}, this run {ours!r}: the loaded "
+                 f"weights will compute differently (--config.model.{field}={theirs} keeps "
+                 "the source's function)")
+  return out

@@ -127,3 +127,12 @@ def test_split_spec_keeps_urls_and_reads_steps():
   assert init_from.split_spec("gs://bucket/runs/gpt:300") == ("gs://bucket/runs/gpt", 300)
   assert init_from.split_spec("gs://bucket/runs/gpt") == ("gs://bucket/runs/gpt", None)
   assert init_from.split_spec("exports/gpt") == ("exports/gpt", None)
+
+
+def test_same_shape_differences_are_noted():
+  import ml_collections
+  run = ml_collections.ConfigDict({"name": "gpt", "position": "rope", "layer_norm_eps": 1e-6})
+  notes = init_from.computation_differences(
+      {"name": "gpt", "position": "rope", "layer_norm_eps": 1e-5}, run)
+  assert len(notes) == 1 and "model.layer_norm_eps=1e-05" in notes[0]
+  assert not init_from.computation_differences({"name": "gpt", "position": "rope"}, run)

@@ -13,7 +13,7 @@ same computation, and back, exactly (see tests/test_export_*.py for the parity c
   lstm           the LSTM language model        state_dict of a torch module (docs/export.md)
 
 A module has HF_MODEL_TYPES, unsupported(model_cfg) -> reason or None, to_hf(variables,
-model_cfg, vocab_size) -> (hf_config, tensors) and from_hf(hf_config, tensors) ->
+model_cfg, vocab_size, eos_id=None) -> (hf_config, tensors) and from_hf(hf_config, tensors) ->
 (variables, model fields); `notes(model_cfg)` where an export leaves something out.
 Nothing here imports torch or transformers: folders are written with safetensors.
 """
