@@ -109,7 +109,8 @@ def check_config(config: dict):
     _bad("config", f"a {type(config).__name__} instead of a mapping")
   _check_tree(config, "")
   from ssl_jax.tasks import TASKS
-  for field, allowed in {"objective": tuple(TASKS), **NAMES}.items():
+  # "image_encoder": an image encoder imported from outside ssl_jax (init_from.py).
+  for field, allowed in {"objective": (*TASKS, "image_encoder"), **NAMES}.items():
     value = _get(config, field)
     if value is not None and value not in allowed:
       _bad(f"config.{field}", f"{str(value)[:60]!r} (known: {', '.join(allowed)})")

@@ -112,8 +112,9 @@ def _foreign_config(module, fields: dict, hf_config: dict, path: str) -> dict:
             "data": {"name": "stdlib", "seq_len": min(max_len, 256), "source": "",
                      "data_dir": ""}}
   return {"objective": "image_encoder", "model": model,
-          "data": {"name": "", "image_size": int(hf_config.get("image_size", 0)),
-                   "source": "", "data_dir": ""}}
+          "augment": {"flip": True},  # the fine-tune protocol's crop-and-flip views
+          "data": {"image_size": int(hf_config.get("image_size", 0)), "source": "",
+                   "data_dir": ""}}
 
 
 def _numpy(tree):

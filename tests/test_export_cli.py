@@ -143,3 +143,44 @@ def test_cifar_stem_resnet_is_refused_with_the_difference(data_dir, tmp_path):
   assert not os.path.exists(tmp_path / "hf")
   with pytest.raises(ConfigError, match="cannot be exported exactly"):
     export.export(workdir, str(tmp_path / "hf2"), log=lambda msg: None)
+
+
+def _result(stdout: str) -> dict:
+  row = json.loads(stdout.strip().splitlines()[-1])
+  return {k: v for k, v in row.items() if not k.endswith("seconds")}
+
+
+def test_evaluate_an_export_on_another_dataset(gpt_run, package_tree, data_dir, tmp_path):
+  """The exported weights score exactly what the run's own checkpoint scores, on a package
+  tree the model never saw; with --workdir the row is appended there."""
+  out = str(tmp_path / "hf")
+  export.export(gpt_run, out, log=lambda msg: None)
+  flags = ["--protocol", "linear", "--dataset", f"packages:{package_tree}", "--data_dir",
+           data_dir, "--max_train_examples", "60", "--max_test_examples", "30"]
+  own = run_cli("ssl_jax.evaluate", "--workdir", gpt_run, *flags)
+  results = str(tmp_path / "results")
+  exported = run_cli("ssl_jax.evaluate", "--init_from", out, "--workdir", results, *flags)
+  assert own.returncode == 0 and exported.returncode == 0, exported.stderr[-2000:]
+  assert _result(exported.stdout) == _result(own.stdout)
+  assert {"top1", "bag_of_tokens_top1", "random_init_top1"} <= set(_result(own.stdout))
+  rows = [json.loads(line) for line in open(os.path.join(results, "metrics.jsonl"))]
+  assert [r["split"] for r in rows] == ["linear"] and rows[0]["step"] == 12
+
+
+def test_evaluate_a_transformers_vit_from_outside(data_dir, tmp_path):
+  """A ViTModel made by transformers (from a config, saved as safetensors) is probed by
+  ssl_jax's kNN on digits; without --dataset the refusal says what to pass."""
+  folder = str(tmp_path / "vit")
+  config = transformers.ViTConfig(image_size=8, patch_size=4, hidden_size=16, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64,
+                                  hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6)
+  torch.manual_seed(0)
+  transformers.ViTModel(config).save_pretrained(folder)
+  flags = ["--init_from", folder, "--protocol", "knn", "--data_dir", data_dir]
+  refused = run_cli("ssl_jax.evaluate", *flags)
+  assert refused.returncode == 2 and "--dataset images:DIR" in refused.stderr
+  done = run_cli("ssl_jax.evaluate", *flags, "--dataset", "tfds:digits")
+  assert done.returncode == 0, done.stderr[-2000:]
+  result = _result(done.stdout)
+  assert result["step"] == 0 and 0.1 < result["top1_k20"] <= 1.0
+  assert "random_init_top1_k20" in result and "raw_pixels_top1_k20" in result

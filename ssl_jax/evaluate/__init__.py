@@ -35,6 +35,8 @@ PROTOCOLS = {
 SOURCES = {
     "simclr": "ssl_jax.evaluate.image_transfer:transfer",
     "byol": "ssl_jax.evaluate.image_transfer:transfer",
+    # An image encoder imported from a Hugging Face folder (--init_from).
+    "image_encoder": "ssl_jax.evaluate.image_transfer:transfer",
     # Text encoders, on a package-classification task (data/stdlib_packages.py).
     "next_token": "ssl_jax.evaluate.text_transfer:transfer",
     "masked_lm": "ssl_jax.evaluate.text_transfer:transfer",
@@ -56,6 +58,9 @@ class Options:
   data_dir: str = ""
   # The labelled data the encoder is probed on (evaluate/datasets.py); "" = the run's own.
   dataset: str = ""
+  # Weights to evaluate instead of the workdir's newest checkpoint: an ssl_jax workdir
+  # (DIR or DIR:STEP) or a Hugging Face folder (ssl_jax/init_from.py).
+  init_from: str = ""
   # A split's features above this size are extracted into a file-backed array (in $TMPDIR).
   feature_memory_mb: float = 2048.0
   # The linear_sgd protocol (evaluate/linear_sgd.py).
@@ -81,10 +86,14 @@ def _resolve(registry: dict, name: str):
 
 
 def load_run(workdir: str, options: Options = Options()) -> Run:
-  """The newest readable checkpoint, its metadata validated, data paths from `options`."""
+  """The newest readable checkpoint (or the weights at options.init_from), its metadata
+  validated, data paths from `options`."""
   from ssl_jax import checkpoint_metadata
   from ssl_jax.checkpoint import load_latest
-  step, state, metadata = load_latest(workdir)  # ConfigError if there is none
+  if options.init_from:
+    step, state, metadata = _weights_from(options)
+  else:
+    step, state, metadata = load_latest(workdir)  # ConfigError if there is none
   if "config" not in metadata:
     raise ConfigError(f"The checkpoint in {workdir} has no config in its metadata.")
   metadata = checkpoint_metadata.check(metadata)
@@ -93,6 +102,25 @@ def load_run(workdir: str, options: Options = Options()) -> Run:
   _note_paths_not_followed(recorded, config)
   return Run(workdir, int(step), state["params"], state.get("model_state", {}), metadata,
              config)
+
+
+def _weights_from(options: Options):
+  """(step, state, metadata) as a checkpoint holds them, for the weights at --init_from: a
+  workdir (DIR or DIR:STEP) or a Hugging Face folder (ssl_jax/init_from.py)."""
+  from ssl_jax import init_from
+  source = init_from.read(options.init_from)
+  params = source.variables["params"]
+  model_state = {k: v for k, v in source.variables.items() if k != "params"}
+  metadata = {**source.metadata, "config": source.config}
+  if source.encoder_path == "":  # an image encoder's own variables: give them a place
+    params = {"encoder": params}
+    model_state = {k: {"encoder": v} for k, v in model_state.items()}
+    metadata["encoder_path"] = "encoder"
+    if source.config.get("objective") == "image_encoder" and not options.dataset:
+      raise ConfigError(f"{options.init_from} holds an image encoder from outside ssl_jax: "
+                        "name the labelled data to probe it on with --dataset images:DIR or "
+                        "--dataset tfds:NAME.")
+  return source.step or 0, {"params": params, "model_state": model_state}, metadata
 
 
 def _data_source(config: dict, options: Options) -> str:

@@ -1,9 +1,10 @@
-"""python -m ssl_jax.evaluate --workdir DIR
+"""python -m ssl_jax.evaluate (--workdir DIR | --init_from PATH [--workdir DIR])
     --protocol linear|linear_sgd|knn|fewshot|finetune|perplexity
     [--dataset stdlib|packages:DIR|images:DIR|tfds:NAME] [--data_dir DIR]
     [--data_source GLOB_OR_DIR]
 
 --dataset probes the encoder on other labelled data than its run's (evaluate/datasets.py).
+--init_from evaluates other weights: a workdir (DIR:STEP for one step) or a Hugging Face folder.
 Data paths come from these flags (or their defaults), never from the checkpoint.
 Prints one JSON line ({"step", "split": protocol, metrics...}) and appends it to
 DIR/metrics.jsonl. Exit codes: 0 done, 2 bad usage or checkpoint (or a --batch_size too large
@@ -19,7 +20,13 @@ from ssl_jax.errors import EXIT_CONFIG, ConfigError
 from ssl_jax.evaluate import datasets
 
 _DEFAULTS = evaluate.Options()
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Training workdir holding checkpoints/; with --init_from, where the "
+    "results are appended (optional: without it they are only printed).")
+_INIT_FROM = flags.DEFINE_string(
+    "init_from", "", "Evaluate these weights instead: an ssl_jax workdir (DIR or DIR:STEP) "
+    "or a Hugging Face folder (an export, or a transformers checkpoint of a mapped "
+    "architecture).")
 _PROTOCOL = flags.DEFINE_string("protocol", None, f"One of {', '.join(evaluate.PROTOCOLS)}.")
 _BASELINES = flags.DEFINE_bool("baselines", _DEFAULTS.baselines,
                                "Also evaluate raw inputs and a randomly initialised encoder.")
@@ -55,7 +62,7 @@ _DATA_DIR = flags.DEFINE_string(
     "data_dir", _DEFAULTS.data_dir, "TFDS data directory (default: $TFDS_DATA_DIR or "
     "~/tensorflow_datasets). Never read from the checkpoint.")
 
-USAGE = ("Usage: python -m ssl_jax.evaluate --workdir DIR --protocol "
+USAGE = ("Usage: python -m ssl_jax.evaluate (--workdir DIR | --init_from PATH) --protocol "
          f"{'|'.join(evaluate.PROTOCOLS)} [--dataset stdlib|packages:DIR|images:DIR|tfds:NAME] "
          "[--data_dir DIR] [--data_source GLOB_OR_DIR] [--baselines=false] [--seed S] "
          "[--probe_epochs E --probe_lr LR --probe_batch_size B] [--feature_memory_mb MB]")
@@ -85,8 +92,9 @@ def main(argv):
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}\n{USAGE}", file=sys.stderr)
     return EXIT_CONFIG
-  if not _WORKDIR.value or not _PROTOCOL.value:
-    print(f"error: --workdir and --protocol are required.\n{USAGE}", file=sys.stderr)
+  if not (_WORKDIR.value or _INIT_FROM.value) or not _PROTOCOL.value:
+    print(f"error: --protocol and --workdir (or --init_from) are required.\n{USAGE}",
+          file=sys.stderr)
     return EXIT_CONFIG
   options = evaluate.Options(
       seed=_SEED.value, baselines=_BASELINES.value, batch_size=_BATCH.value,
@@ -94,11 +102,13 @@ def main(argv):
       finetune_steps=_FT_STEPS.value, finetune_lr=_FT_LR.value,
       data_source=_DATA_SOURCE.value, data_dir=_DATA_DIR.value, dataset=_DATASET.value,
       feature_memory_mb=_FEATURE_MB.value, probe_epochs=_PROBE_EPOCHS.value,
-      probe_lr=_PROBE_LR.value, probe_batch_size=_PROBE_BATCH.value)
+      probe_lr=_PROBE_LR.value, probe_batch_size=_PROBE_BATCH.value,
+      init_from=_INIT_FROM.value)
   problem = options_error(options)
   workdir = None
   try:
-    workdir = storage.resolve("--workdir", _WORKDIR.value)  # a local path or a gs:// URL
+    if _WORKDIR.value:
+      workdir = storage.resolve("--workdir", _WORKDIR.value)  # a local path or a gs:// URL
     if _DATA_DIR.value:
       storage.resolve("--data_dir", _DATA_DIR.value)
     config_check.check_local_path("--data_source", _DATA_SOURCE.value or "")
@@ -111,7 +121,7 @@ def main(argv):
   try:
     result = evaluate.evaluate(workdir, _PROTOCOL.value, options)
     import jax
-    if jax.process_index() == 0:
+    if jax.process_index() == 0 and workdir:
       from ssl_jax.metrics import MetricWriter
       writer = MetricWriter(workdir)
       writer.write(result["step"], result["split"],
