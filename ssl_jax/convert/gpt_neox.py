@@ -15,13 +15,12 @@ with it, and generation starts a new document with it.
 """
 import numpy as np
 
+from ssl_jax.convert.common import GELU_TANH, LAYER_NORM_EPS, block_sizes, embedding_shape
 from ssl_jax.errors import ConfigError
 
 HF_MODEL_TYPES = ("gpt_neox",)
-LAYER_NORM_EPS = 1e-6  # model.layer_norm_eps's default (flax nn.LayerNorm's)
 HF_LAYER_NORM_EPS = 1e-5  # GPTNeoXConfig's default, where config.json leaves it out
 ROPE_THETA = 10000.0
-GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")
 
 
 def unsupported(model_cfg) -> str | None:
@@ -36,11 +35,8 @@ def unsupported(model_cfg) -> str | None:
 def to_hf(variables: dict, model_cfg, vocab_size: int | None,
           eos_id: int | None = None) -> tuple[dict, dict]:
   p = variables["params"]
-  V, D = p["embed"]["embedding"].shape
-  if vocab_size is not None and vocab_size != V:
-    raise ConfigError(f"vocab_size={vocab_size} but the embedding has {V} rows.")
-  L, H = model_cfg["num_layers"], model_cfg["num_heads"]
-  dropout = float(model_cfg.get("dropout", 0.0))
+  V, D = embedding_shape(p, vocab_size)
+  L, H, dropout = block_sizes(model_cfg)
   hf_config = {
       "model_type": "gpt_neox", "architectures": ["GPTNeoXForCausalLM"],
       "vocab_size": V, "hidden_size": D, "num_hidden_layers": L, "num_attention_heads": H,

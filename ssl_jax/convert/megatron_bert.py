@@ -25,12 +25,11 @@ eos_token_id is the tokenizer's eos id where the export knows the tokenizer.
 """
 import numpy as np
 
+from ssl_jax.convert.common import GELU_TANH, LAYER_NORM_EPS, block_sizes, embedding_shape
 from ssl_jax.errors import ConfigError
 
 HF_MODEL_TYPES = ("megatron-bert",)
-LAYER_NORM_EPS = 1e-6  # model.layer_norm_eps's default (flax nn.LayerNorm's)
 HF_LAYER_NORM_EPS = 1e-12  # MegatronBertConfig's default, where config.json leaves it out
-GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")
 _HEAD = "cls.predictions."
 
 
@@ -66,12 +65,9 @@ def _norm(prefix: str, ln: dict) -> dict:
 def to_hf(variables: dict, model_cfg, vocab_size: int | None,
           eos_id: int | None = None) -> tuple[dict, dict]:
   p = variables["params"]
-  V, D = p["embed"]["embedding"].shape
-  if vocab_size is not None and vocab_size != V:
-    raise ConfigError(f"vocab_size={vocab_size} but the embedding has {V} rows.")
-  L, H = model_cfg["num_layers"], model_cfg["num_heads"]
+  V, D = embedding_shape(p, vocab_size)
+  L, H, dropout = block_sizes(model_cfg)
   masked_lm = model_cfg.get("mlm_head", "tied") == "transform"
-  dropout = float(model_cfg.get("dropout", 0.0))
   hf_config = {
       "model_type": "megatron-bert",
       "architectures": ["MegatronBertForMaskedLM" if masked_lm else "MegatronBertModel"],
