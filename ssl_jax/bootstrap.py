@@ -37,7 +37,8 @@ class Command:
 COMMANDS = {
     "ssl_jax.main": Command(hugepages=True, distributed=True),
     "ssl_jax.sweep": Command(hugepages=True, distributed=True),  # trains as fast as main
-    "ssl_jax.evaluate": Command(hugepages=True, distributed=False),
+    # Feature extraction spreads over every process's devices (evaluate/transfer.py).
+    "ssl_jax.evaluate": Command(hugepages=True, distributed=True),
     "ssl_jax.sample": Command(hugepages=False, distributed=False),
     "ssl_jax.augment_grid": Command(hugepages=False, distributed=False),
     "ssl_jax.export": Command(hugepages=False, distributed=False),

@@ -183,3 +183,28 @@ def test_evaluate_a_transformers_vit_from_outside(data_dir, tmp_path):
   result = _result(done.stdout)
   assert result["step"] == 0 and 0.1 < result["top1_k20"] <= 1.0
   assert "random_init_top1_k20" in result and "raw_pixels_top1_k20" in result
+
+
+def test_evaluate_with_two_processes_scores_what_one_does(gpt_run, data_dir):
+  """Two processes joined on 127.0.0.1 (2 CPU devices each) share the feature extraction
+  and print, once, the single process's result."""
+  import subprocess
+  import sys
+
+  from conftest import REPO, free_port
+  flags = ["--workdir", gpt_run, "--protocol", "linear", "--data_dir", data_dir,
+           "--max_train_examples", "60", "--max_test_examples", "30", "--baselines=false"]
+  single = run_cli("ssl_jax.evaluate", *flags)
+  assert single.returncode == 0, single.stderr[-2000:]
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  port = free_port()
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "ssl_jax.evaluate", *flags, "--coordinator_address",
+       f"127.0.0.1:{port}", "--num_processes", "2", "--process_id", str(i)],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:]
+  rows = [line for line in outs[0][0].splitlines() + outs[1][0].splitlines()
+          if line.startswith("{")]
+  assert len(rows) == 1 and _result(rows[0]) == _result(single.stdout)

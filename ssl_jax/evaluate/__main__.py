@@ -119,6 +119,7 @@ def main(argv):
     print(f"error: {problem}\n{USAGE}", file=sys.stderr)
     return EXIT_CONFIG
   try:
+    bootstrap.join_distributed()  # several processes: each extracts its devices' rows
     result = evaluate.evaluate(workdir, _PROTOCOL.value, options)
     import jax
     if jax.process_index() == 0 and workdir:
@@ -132,7 +133,9 @@ def main(argv):
         e, workdir=workdir, storage_context=f"could not append the results to "
         f"{workdir}/metrics.jsonl: ", batch=f"--batch_size={options.batch_size}",
         fit_advice="lower --batch_size")
-  print(json.dumps(result), flush=True)
+  import jax
+  if jax.process_index() == 0:
+    print(json.dumps(result), flush=True)
   return 0
 
 
