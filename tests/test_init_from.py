@@ -136,3 +136,23 @@ def test_same_shape_differences_are_noted():
       {"name": "gpt", "position": "rope", "layer_norm_eps": 1e-5}, run)
   assert len(notes) == 1 and "model.layer_norm_eps=1e-05" in notes[0]
   assert not init_from.computation_differences({"name": "gpt", "position": "rope"}, run)
+
+
+def test_an_encoder_is_placed_where_the_run_keeps_its_encoder():
+  """A SimCLR run's encoder (params/encoder, batch_stats/encoder) into a BYOL run's online
+  encoder; the heads stay behind, the predictor is new."""
+  w, s = np.ones((3, 4), np.float32), np.zeros((4,), np.float32)
+  source = init_from.Source(
+      "runs/simclr", "workdir", 300,
+      {"params": {"encoder": {"conv": {"kernel": w}}, "head": {"out": {"kernel": w}}},
+       "batch_stats": {"encoder": {"bn": {"mean": s}}}},
+      "encoder", {}, {})
+  target = {"params/online/encoder/conv/kernel": (3, 4), "params/online/head/out/kernel": (4, 2),
+            "params/predictor/out/kernel": (2, 2), "batch_stats/online/encoder/bn/mean": (4,)}
+  arrays, report = init_from.match(target, "online/encoder", source)
+  assert report.how == "encoder placed at online/encoder"
+  assert sorted(arrays) == ["batch_stats/online/encoder/bn/mean",
+                            "params/online/encoder/conv/kernel"]
+  assert [n for n, _ in report.new] == ["params/online/head/out/kernel",
+                                        "params/predictor/out/kernel"]
+  assert [n for n, _ in report.unused] == []  # the placed view reads the encoder only
