@@ -83,7 +83,7 @@ def test_step_flag_and_refusals(gpt_run, tmp_path):
 
 
 def test_bert_exports_its_masked_lm_head(corpus_dir, data_dir, tmp_path):
-  """configs/bert_tiny.py's layout (learned positions, transform head), shrunk."""
+  """bert_tiny with the flags of its exportable layout (learned positions, transform head)."""
   workdir, out = str(tmp_path / "bert"), str(tmp_path / "hf")
   cfg = tiny_lm_config(f"{corpus_dir}/*.py", data_dir, total_steps=4, eval_every=4,
                        checkpoint_every=4)
