@@ -19,9 +19,13 @@ from ssl_jax import bootstrap, convert, storage
 from ssl_jax.checkpoint import load_step
 from ssl_jax.errors import EXIT_CONFIG, ConfigError
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
-_OUT = flags.DEFINE_string("out", None, "Folder to write (new, empty, or an earlier export).")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest readable).")
+
+
+def _define_flags():
+  """Only when run as a command: importing this module (init_from, tests) defines no flags."""
+  flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
+  flags.DEFINE_string("out", None, "Folder to write (new, empty, or an earlier export).")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest readable).")
 
 USAGE = "Usage: python -m ssl_jax.export --workdir DIR --out OUT [--step N]"
 
@@ -97,26 +101,28 @@ def _replace(tmp: str, out: str):
 
 
 def main(argv):
+  workdir_flag, out_flag, step_flag = flags.FLAGS.workdir, flags.FLAGS.out, flags.FLAGS.step
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}\n{USAGE}", file=sys.stderr)
     return EXIT_CONFIG
-  if not _WORKDIR.value or not _OUT.value:
+  if not workdir_flag or not out_flag:
     print(f"error: --workdir and --out are required.\n{USAGE}", file=sys.stderr)
     return EXIT_CONFIG
-  if _STEP.value is not None and _STEP.value < 0:
-    print(f"error: --step must be a checkpoint step (>= 0); got {_STEP.value}.\n{USAGE}",
+  if step_flag is not None and step_flag < 0:
+    print(f"error: --step must be a checkpoint step (>= 0); got {step_flag}.\n{USAGE}",
           file=sys.stderr)
     return EXIT_CONFIG
   try:
-    workdir = storage.resolve("--workdir", _WORKDIR.value)
-    if storage.is_url(_OUT.value):
-      raise ConfigError(f"--out={_OUT.value}: export writes a local folder; copy it to object "
+    workdir = storage.resolve("--workdir", workdir_flag)
+    if storage.is_url(out_flag):
+      raise ConfigError(f"--out={out_flag}: export writes a local folder; copy it to object "
                         "storage afterwards.")
-    export(workdir, os.path.abspath(os.path.expanduser(_OUT.value)), _STEP.value)
+    export(workdir, os.path.abspath(os.path.expanduser(out_flag)), step_flag)
   except Exception as e:
     return bootstrap.exit_code(e)
   return 0
 
 
 if __name__ == "__main__":
+  _define_flags()
   bootstrap.start("ssl_jax.export", main, USAGE)

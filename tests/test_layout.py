@@ -96,3 +96,11 @@ def test_ssl_jax_never_imports_torch_or_transformers():
     if names & {"torch", "transformers"}:
       bad[os.path.relpath(path, REPO)] = sorted(names & {"torch", "transformers"})
   assert not bad
+
+
+def test_importing_export_defines_no_flags():
+  """init_from and the tests import ssl_jax.export beside main and evaluate, whose flags
+  share names (--workdir): the export command defines its own only when it runs."""
+  from absl import flags
+  import ssl_jax.export  # noqa: F401
+  assert "out" not in flags.FLAGS and "step" not in flags.FLAGS
