@@ -148,6 +148,7 @@ def test_dataset_spec_must_suit_the_encoder():
 def test_probe_and_memory_flags_are_checked(change, message):
   import dataclasses
   from ssl_jax import evaluate
-  from ssl_jax.evaluate.__main__ import options_error
-  assert options_error(evaluate.Options()) is None
-  assert options_error(dataclasses.replace(evaluate.Options(), **change)).startswith(message)
+  # From the package, not evaluate/__main__.py, whose flags would clash with main's here.
+  assert evaluate.options_error(evaluate.Options()) is None
+  assert evaluate.options_error(
+      dataclasses.replace(evaluate.Options(), **change)).startswith(message)

@@ -164,3 +164,23 @@ def evaluate(workdir: str, protocol: str, options: Options = Options()) -> dict:
   metrics = run_fn(run, options)
   return {"step": run.step, "split": protocol,
           **{k: float(v) for k, v in metrics.items()}, "total_seconds": time.time() - start}
+
+
+def options_error(options) -> str | None:
+  """What is wrong with the numeric flags, before the checkpoint is read."""
+  import math
+  for field in ("batch_size", "finetune_steps", "probe_epochs", "probe_batch_size"):
+    if getattr(options, field) <= 0:
+      return f"--{field} must be positive; got {getattr(options, field)}."
+  for field in ("max_train_examples", "max_test_examples"):
+    if getattr(options, field) < 0:
+      return f"--{field} must be 0 (all) or positive; got {getattr(options, field)}."
+  for field in ("finetune_lr", "probe_lr"):
+    if not (math.isfinite(getattr(options, field)) and getattr(options, field) > 0):
+      return f"--{field} must be positive; got {getattr(options, field)}."
+  if not options.feature_memory_mb >= 0:  # also refuses NaN
+    return (f"--feature_memory_mb must be 0 (always on disk) or more; got "
+            f"{options.feature_memory_mb}.")
+  if not -2 ** 63 <= options.seed < 2 ** 63:
+    return f"--seed must be a 64-bit integer; got {options.seed}."
+  return None

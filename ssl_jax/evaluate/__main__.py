@@ -68,26 +68,6 @@ USAGE = ("Usage: python -m ssl_jax.evaluate (--workdir DIR | --init_from PATH) -
          "[--probe_epochs E --probe_lr LR --probe_batch_size B] [--feature_memory_mb MB]")
 
 
-def options_error(options) -> str | None:
-  """What is wrong with the numeric flags, before the checkpoint is read."""
-  import math
-  for field in ("batch_size", "finetune_steps", "probe_epochs", "probe_batch_size"):
-    if getattr(options, field) <= 0:
-      return f"--{field} must be positive; got {getattr(options, field)}."
-  for field in ("max_train_examples", "max_test_examples"):
-    if getattr(options, field) < 0:
-      return f"--{field} must be 0 (all) or positive; got {getattr(options, field)}."
-  for field in ("finetune_lr", "probe_lr"):
-    if not (math.isfinite(getattr(options, field)) and getattr(options, field) > 0):
-      return f"--{field} must be positive; got {getattr(options, field)}."
-  if not options.feature_memory_mb >= 0:  # also refuses NaN
-    return (f"--feature_memory_mb must be 0 (always on disk) or more; got "
-            f"{options.feature_memory_mb}.")
-  if not -2 ** 63 <= options.seed < 2 ** 63:
-    return f"--seed must be a 64-bit integer; got {options.seed}."
-  return None
-
-
 def main(argv):
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}\n{USAGE}", file=sys.stderr)
@@ -104,7 +84,7 @@ def main(argv):
       feature_memory_mb=_FEATURE_MB.value, probe_epochs=_PROBE_EPOCHS.value,
       probe_lr=_PROBE_LR.value, probe_batch_size=_PROBE_BATCH.value,
       init_from=_INIT_FROM.value)
-  problem = options_error(options)
+  problem = evaluate.options_error(options)
   workdir = None
   try:
     if _WORKDIR.value:
