@@ -73,3 +73,14 @@ def add_backends(model: ml_collections.ConfigDict, attention: bool = True):
   model.matmul = "auto"  # or "xla", "cpu"
   if attention:
     model.attention = "auto"  # or "xla", "blocked", "cudnn"
+
+
+def vit(model: ml_collections.ConfigDict, size: str, patch_size: int, pool: str = "cls"):
+  """Makes `model` a ViT of a size preset (tiny, small, base, large: models/vit.py). Its
+  depth, width and num_heads are 0, so the preset decides them; a positive value given on
+  the command line overrides that one entry."""
+  model.name = "vit"
+  model.size = size
+  model.depth = model.width = model.num_heads = 0
+  model.patch_size = patch_size
+  model.pool = pool

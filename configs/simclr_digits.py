@@ -36,7 +36,9 @@ def get_config():
   c.model.stem = "cifar"
   c.model.width = 16
   c.model.dtype = "float32"
-  # Used when model.name = "vit" (depth and width then count blocks and channels).
+  # Used when model.name = "vit" (depth and width then count blocks and channels, or set
+  # all three of depth, width and num_heads to 0 and name a preset: tiny, small, base, large).
+  c.model.size = ""
   c.model.patch_size = 2
   c.model.num_heads = 4
   c.model.mlp_ratio = 4

@@ -11,7 +11,7 @@ import os
 from ssl_jax import storage
 from ssl_jax.errors import ConfigError
 from ssl_jax.models.layers import ATTENTION_CHOICES, MATMUL_CHOICES
-from ssl_jax.tasks import TASKS
+from ssl_jax.tasks import IMAGE_OBJECTIVES, TASKS
 
 STDLIB_SOURCE = "stdlib"  # data.source naming the interpreter's standard library
 LOCAL_DATASETS = ("local_text", "image_folder")  # data.name values that read data.source
@@ -78,6 +78,7 @@ RULES = {
     "model.max_len": POSITIVE_INT,
     "model.dtype": one_of(*DTYPES),
     "model.depth": POSITIVE_INT,
+    "model.size": one_of("", "tiny", "small", "base", "large"),
     "model.stem": one_of("cifar", "imagenet"),
     "model.patch_size": POSITIVE_INT,
     "model.pool": one_of("mean", "cls"),
@@ -90,11 +91,34 @@ RULES = {
     "head.num_layers": POSITIVE_INT,
     "simclr.temperature": POSITIVE,
     "byol.base_decay": FRACTION,
+    "mocov3.temperature": POSITIVE,
+    "mocov3.base_momentum": FRACTION,
+    "mocov3.predictor_hidden_dim": NON_NEGATIVE_INT,
+    "dino.num_prototypes": POSITIVE_INT,
+    "dino.student_temp": POSITIVE,
+    "dino.teacher_temp": POSITIVE,
+    "dino.warmup_teacher_temp": POSITIVE,
+    "dino.warmup_teacher_temp_steps": NON_NEGATIVE_INT,
+    "dino.center_momentum": FRACTION,
+    "dino.base_momentum": FRACTION,
+    "mae.mask_ratio": _number(lambda v: 0 < v < 1, "must be in (0, 1)"),
+    "mae.decoder_width": POSITIVE_INT,
+    "mae.decoder_depth": POSITIVE_INT,
+    "mae.decoder_heads": POSITIVE_INT,
+    "barlow_twins.off_diagonal_weight": NON_NEGATIVE,
+    "vicreg.invariance_weight": NON_NEGATIVE,
+    "vicreg.variance_weight": NON_NEGATIVE,
+    "vicreg.covariance_weight": NON_NEGATIVE,
+    "simsiam.predictor_hidden_dim": POSITIVE_INT,
     "mlm.rate": SCALE,
     "mlm.masking": one_of("token", "span"),
     "mlm.span_length": POSITIVE_INT,
     "mlm.deletion_rate": FRACTION,
-    "augment.preset": one_of("simclr", "byol", "crop_flip"),
+    "augment.preset": one_of("simclr", "byol", "crop_flip", "mae"),
+    "augment.local_crops": NON_NEGATIVE_INT,
+    "augment.local_size": _number(lambda v: v >= 4, "must be an integer of at least 4",
+                                  integer=True),
+    "augment.local_crop_min_scale": SCALE,
     "augment.strength": NON_NEGATIVE,
     "augment.crop_min_scale": SCALE,
     "optim.name": one_of("adamw", "lars"),
@@ -119,12 +143,16 @@ _CONTRASTIVE = {
     "model.name": one_of("resnet", "vit"),
     # Contrastive losses need negatives; batch norm needs more than one example.
     "batch_size": _number(lambda v: v >= 2, "must be at least 2", integer=True),
+    # 0: from a ViT's model.size preset (models/encoders.py checks the resolved values).
+    "model.depth": NON_NEGATIVE_INT,
+    "model.width": NON_NEGATIVE_INT,
+    "model.num_heads": NON_NEGATIVE_INT,
 }
 OBJECTIVE_RULES = {
     "next_token": {"model.name": one_of("gpt", "lstm")},  # a causal model: no peeking ahead
     "masked_lm": {"model.name": one_of("bert")},
-    "simclr": _CONTRASTIVE,
-    "byol": _CONTRASTIVE,
+    **{name: _CONTRASTIVE for name in IMAGE_OBJECTIVES},
+    "mae": {**_CONTRASTIVE, "model.name": one_of("vit")},  # masking needs patches
 }
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 
 from conftest import load_config, metric_rows
-from ssl_jax.objectives import byol
+from ssl_jax.objectives import teacher
 from ssl_jax.step import TrainState, make_train_step
 from ssl_jax.tasks import make_task
 
@@ -20,10 +20,10 @@ def tiny_byol_config(data_dir, **changes):
 
 
 def test_target_decay_schedule_and_ema_rule():
-  np.testing.assert_allclose(byol.target_decay(0, 100, 0.99), 0.99, rtol=1e-6)
-  np.testing.assert_allclose(byol.target_decay(100, 100, 0.99), 1.0, rtol=1e-6)
-  assert 0.99 < float(byol.target_decay(50, 100, 0.99)) < 1.0
-  out = byol.ema({"w": jnp.array([1.0])}, {"w": jnp.array([3.0])}, 0.75)
+  np.testing.assert_allclose(teacher.momentum(0, 100, 0.99), 0.99, rtol=1e-6)
+  np.testing.assert_allclose(teacher.momentum(100, 100, 0.99), 1.0, rtol=1e-6)
+  assert 0.99 < float(teacher.momentum(50, 100, 0.99)) < 1.0
+  out = teacher.ema({"w": jnp.array([1.0])}, {"w": jnp.array([3.0])}, 0.75)
   np.testing.assert_allclose(out["w"], [1.5])
 
 
@@ -47,7 +47,7 @@ def test_target_gets_no_gradient_and_moves_by_ema(data_dir):
   state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), model_state,
                      jax.random.key_data(rng))
   new, _ = jax.jit(make_train_step(task, tx))(state, batch)
-  decay = byol.target_decay(0, cfg.total_steps, cfg.byol.base_decay)
+  decay = teacher.momentum(0, cfg.total_steps, cfg.byol.base_decay)
   want = jax.tree.map(lambda t, o: decay * t + (1 - decay) * o,
                       model_state["target"]["params"], new.params["online"])
   chex.assert_trees_all_close(new.model_state["target"]["params"], want, atol=1e-6)

@@ -10,7 +10,9 @@ Presets give the published per-view recipes:
   simclr  Chen et al. 2020, Appendix A: crop (0.08, 1), flip 0.5, colour jitter
           (0.8s, 0.8s, 0.8s, 0.2s) with p 0.8, grayscale 0.2, blur 0.5 (ImageNet).
   byol    Grill et al. 2020, Table 6: jitter (0.4, 0.4, 0.2, 0.1) with p 0.8, grayscale 0.2,
-          blur 1.0 / 0.1 and solarize 0.0 / 0.2 for the two views.
+          blur 1.0 / 0.1 and solarize 0.0 / 0.2 for the two views. DINO's and MoCo v3's
+          global views are these too; `local_view` gives DINO's small crops.
+  mae     He et al. 2022: one view, crop (0.2, 1) and flip, no colour changes.
 """
 import dataclasses
 
@@ -58,7 +60,20 @@ def _crop_flip(strength: float):
   return (ViewSpec(crop_min_scale=0.35, jitter_prob=0.0, grayscale_prob=0.0),)
 
 
-PRESETS = {"simclr": _simclr, "byol": _byol, "crop_flip": _crop_flip}
+def _mae(strength: float):
+  del strength
+  return (ViewSpec(crop_min_scale=0.2, jitter_prob=0.0, grayscale_prob=0.0),)
+
+
+PRESETS = {"simclr": _simclr, "byol": _byol, "crop_flip": _crop_flip, "mae": _mae}
+
+
+def local_view(global_view: ViewSpec, min_scale: float) -> ViewSpec:
+  """DINO's small crops: area (min_scale, the global crops' minimum), the global views'
+  colour jitter, blur with p 0.5, no solarize (Caron et al. 2021)."""
+  return dataclasses.replace(global_view, crop_min_scale=min_scale,
+                             crop_max_scale=global_view.crop_min_scale, blur_prob=0.5,
+                             solarize_prob=0.0)
 
 
 def views(preset: str, *, strength: float = 1.0, crop_min_scale: float | None = None,

@@ -31,10 +31,11 @@ PROTOCOLS = {
     "perplexity": "ssl_jax.evaluate.perplexity:run",
 }
 
+from ssl_jax.tasks import IMAGE_OBJECTIVES  # noqa: E402
+
 # Image encoders: the source finds the encoder via metadata["encoder_path"].
 SOURCES = {
-    "simclr": "ssl_jax.evaluate.image_transfer:transfer",
-    "byol": "ssl_jax.evaluate.image_transfer:transfer",
+    **{name: "ssl_jax.evaluate.image_transfer:transfer" for name in IMAGE_OBJECTIVES},
     # An image encoder imported from a Hugging Face folder (--init_from).
     "image_encoder": "ssl_jax.evaluate.image_transfer:transfer",
     # Text encoders, on a package-classification task (data/stdlib_packages.py).

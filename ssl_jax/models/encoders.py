@@ -4,10 +4,12 @@ import jax.numpy as jnp
 from ssl_jax.errors import ConfigError
 
 
-def image_encoder(cfg, bn_axis_name: str | None = None, platform: str | None = None):
-  """A ResNet (name "resnet": depth, stem, width) or a ViT (name "vit": patch_size, depth,
-  width, num_heads, mlp_ratio, pool, matmul), both exposing `features_dim`. platform: of the
-  devices the encoder runs on (default: the run's), which resolves model.matmul "auto"."""
+def image_encoder(cfg, bn_axis_name: str | None = None, platform: str | None = None,
+                  pos_grid: int = 0):
+  """A ResNet (name "resnet": depth, stem, width) or a ViT (name "vit": size or depth, width
+  and num_heads; patch_size, mlp_ratio, pool, matmul), both exposing `features_dim`.
+  platform: of the devices the encoder runs on (default: the run's), which resolves
+  model.matmul "auto". pos_grid: a ViT's position grid when it also sees other sizes."""
   check_encoder(cfg)
   dtype = jnp.dtype(cfg.get("dtype", "float32"))
   if cfg.name == "resnet":
@@ -16,9 +18,27 @@ def image_encoder(cfg, bn_axis_name: str | None = None, platform: str | None = N
                   dtype=dtype)
   from ssl_jax.models import layers
   from ssl_jax.models.vit import ViT
-  return ViT(patch_size=cfg.patch_size, depth=cfg.depth, width=cfg.width,
-             num_heads=cfg.num_heads, mlp_ratio=cfg.get("mlp_ratio", 4), pool=cfg.pool,
-             dtype=dtype, matmul=layers.resolve_backends(cfg, platform)["matmul"])
+  depth, width, num_heads = vit_dims(cfg)
+  return ViT(patch_size=cfg.patch_size, depth=depth, width=width, num_heads=num_heads,
+             mlp_ratio=cfg.get("mlp_ratio", 4), pool=cfg.pool, dtype=dtype,
+             matmul=layers.resolve_backends(cfg, platform)["matmul"], pos_grid=pos_grid)
+
+
+def vit_dims(cfg) -> tuple[int, int, int]:
+  """(depth, width, num_heads): model.size's preset ("" = none), each overridden by a
+  positive model.depth / width / num_heads."""
+  from ssl_jax.models.vit import SIZES
+  size = cfg.get("size", "")
+  if size and size not in SIZES:
+    raise ConfigError(f"model.size must be one of {', '.join(SIZES)} (or empty), got {size!r}.")
+  preset = SIZES.get(size, (0, 0, 0))
+  dims = tuple(own if own > 0 else default
+               for own, default in zip((cfg.depth, cfg.width, cfg.num_heads), preset))
+  if min(dims) <= 0:
+    raise ConfigError("A ViT needs model.size or positive model.depth, model.width and "
+                      f"model.num_heads; got size={size!r}, depth={cfg.depth}, width={cfg.width}, "
+                      f"num_heads={cfg.num_heads}.")
+  return dims
 
 
 def check_encoder(cfg):
@@ -29,12 +49,15 @@ def check_encoder(cfg):
     if cfg.depth not in STAGES:
       raise ConfigError(f"model.depth={cfg.depth} is not a ResNet depth; use one of "
                         f"{', '.join(map(str, STAGES))}.")
+    if cfg.width <= 0:
+      raise ConfigError(f"model.width must be positive for a ResNet, got {cfg.width}.")
     if cfg.stem not in ("cifar", "imagenet"):
       raise ConfigError(f"model.stem must be 'cifar' or 'imagenet', got {cfg.stem!r}.")
   elif cfg.name == "vit":
-    if cfg.width % cfg.num_heads:
-      raise ConfigError(f"model.width={cfg.width} is not divisible by model.num_heads="
-                        f"{cfg.num_heads}.")
+    _, width, num_heads = vit_dims(cfg)
+    if width % num_heads:
+      raise ConfigError(f"model.width={width} is not divisible by model.num_heads="
+                        f"{num_heads}.")
     if cfg.pool not in ("cls", "mean"):
       raise ConfigError(f"model.pool must be 'cls' or 'mean', got {cfg.pool!r}.")
   else:

@@ -1,4 +1,5 @@
-"""Heads on top of an encoder: the MLP projector of SimCLR/BYOL, and encoder + head."""
+"""Heads on top of an encoder: the MLP projectors and predictors of the joint-embedding
+methods, DINO's prototype head, and encoder + head."""
 from typing import Optional
 
 import flax.linen as nn
@@ -6,11 +7,13 @@ import jax.numpy as jnp
 
 
 class ProjectionHead(nn.Module):
-  """(Dense -> BN -> ReLU) x (num_layers - 1) -> Dense, as in SimCLR v1 / BYOL."""
+  """(Dense -> BN -> ReLU) x (num_layers - 1) -> Dense, as in SimCLR v1 / BYOL; `out_norm`
+  adds a batch norm without scale and shift on the output (MoCo v3, SimSiam)."""
   hidden_dim: int
   out_dim: int
   num_layers: int = 2
   bn_axis_name: Optional[str] = None
+  out_norm: bool = False
 
   @nn.compact
   def __call__(self, h_BxD, train: bool = False):
@@ -20,7 +23,32 @@ class ProjectionHead(nn.Module):
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                        axis_name=self.bn_axis_name, name=f"norm{i}")(x)
       x = nn.relu(x)
-    return nn.Dense(self.out_dim, name="out")(x)
+    x = nn.Dense(self.out_dim, use_bias=not self.out_norm, name="out")(x)
+    if self.out_norm:
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, use_scale=False,
+                       use_bias=False, axis_name=self.bn_axis_name, name="out_norm")(x)
+    return x
+
+
+class DINOHead(nn.Module):
+  """MLP (GELU) to a bottleneck, L2-normalised, then a weight-normalised linear layer onto
+  `num_prototypes` logits whose columns have unit norm (DINO's norm_last_layer)."""
+  hidden_dim: int
+  bottleneck_dim: int
+  num_prototypes: int
+  num_layers: int = 3
+
+  @nn.compact
+  def __call__(self, h_BxD, train: bool = False):
+    del train
+    x = h_BxD
+    for i in range(self.num_layers - 1):
+      x = nn.gelu(nn.Dense(self.hidden_dim, name=f"hidden{i}")(x))
+    x = nn.Dense(self.bottleneck_dim, name="bottleneck")(x)
+    x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    v_DxK = self.param("prototypes", nn.initializers.lecun_normal(),
+                       (self.bottleneck_dim, self.num_prototypes))
+    return x @ (v_DxK / jnp.maximum(jnp.linalg.norm(v_DxK, axis=0, keepdims=True), 1e-12))
 
 
 class EncoderWithHead(nn.Module):

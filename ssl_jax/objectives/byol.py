@@ -1,5 +1,6 @@
 """BYOL: an online network predicts a slowly moving target network's projection of
-another view of the same image; no negatives. The target is an EMA of the online weights.
+another view of the same image; no negatives. The target is an EMA of the online weights
+(objectives/teacher.py, shared with MoCo v3 and DINO).
 """
 import jax
 import jax.numpy as jnp
@@ -19,14 +20,3 @@ def byol_loss(pred1_BxD, pred2_BxD, target1_BxD, target2_BxD):
   """
   t1, t2 = jax.lax.stop_gradient(target1_BxD), jax.lax.stop_gradient(target2_BxD)
   return jnp.mean(regression_loss(pred1_BxD, t2) + regression_loss(pred2_BxD, t1))
-
-
-def target_decay(step, total_steps: int, base: float = 0.996):
-  """The cosine schedule of the EMA decay: base at step 0, rising to 1 at the end."""
-  progress = jnp.clip(step / max(total_steps, 1), 0.0, 1.0)
-  return 1.0 - (1.0 - base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
-
-
-def ema(target, online, decay):
-  """target <- decay * target + (1 - decay) * online, leaf by leaf."""
-  return jax.tree.map(lambda t, o: decay * t + (1.0 - decay) * o, target, online)

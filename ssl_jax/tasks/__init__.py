@@ -36,8 +36,17 @@ TASKS = {
     "next_token": "ssl_jax.tasks.language:next_token_task",
     "masked_lm": "ssl_jax.tasks.language:masked_lm_task",
     "simclr": "ssl_jax.tasks.vision:simclr_task",
-    "byol": "ssl_jax.tasks.byol:byol_task",
+    "byol": "ssl_jax.tasks.momentum:byol_task",
+    "mocov3": "ssl_jax.tasks.momentum:mocov3_task",
+    "dino": "ssl_jax.tasks.dino:dino_task",
+    "mae": "ssl_jax.tasks.mae:mae_task",
+    "barlow_twins": "ssl_jax.tasks.joint_embedding:barlow_twins_task",
+    "vicreg": "ssl_jax.tasks.joint_embedding:vicreg_task",
+    "simsiam": "ssl_jax.tasks.joint_embedding:simsiam_task",
 }
+# The image objectives: their checkpoints hold an image encoder at metadata["encoder_path"].
+IMAGE_OBJECTIVES = ("simclr", "byol", "mocov3", "dino", "mae", "barlow_twins", "vicreg",
+                    "simsiam")
 
 
 def make_task(config, axis_name: str | None = None) -> Task:

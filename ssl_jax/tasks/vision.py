@@ -1,4 +1,5 @@
-"""Image pretraining tasks. SimCLR here; BYOL reuses `image_setup` and `two_views`.
+"""Image pretraining tasks. SimCLR here; the other image objectives reuse `image_setup`,
+`two_views` and `multi_crop`.
 
 Batches hold uint8 images; the views are drawn on device inside the loss, from the step's
 PRNG key, so the data pipeline stays free of augmentation and resumes exactly.
@@ -85,6 +86,22 @@ def two_views(key, images_BxHxWxC, specs, image_size, axis_name=None):
   v1, v2 = augment.augment_batch(key, images_BxHxWxC, specs, image_size, axis_name)
   B = v1.shape[0]
   return jnp.stack([v1, v2], 1).reshape(2 * B, *v1.shape[1:])
+
+
+def multi_crop(key, images_BxHxWxC, global_specs, local_spec, num_local: int, image_size: int,
+               local_size: int, axis_name=None):
+  """(global views [G*B, S, S, C], local views [L*B, s, s, C] or None), each interleaved
+  per example (example b -> rows b*G ... b*G + G - 1). Every view of every example has its
+  own key, drawn from the global batch as in `two_views`."""
+  key_global, key_local = jax.random.split(key)
+  views = augment.augment_batch(key_global, images_BxHxWxC, global_specs, image_size, axis_name)
+  B = views[0].shape[0]
+  globals_ = jnp.stack(views, 1).reshape(B * len(views), *views[0].shape[1:])
+  if not num_local:
+    return globals_, None
+  views = augment.augment_batch(key_local, images_BxHxWxC, (local_spec,) * num_local,
+                                local_size, axis_name)
+  return globals_, jnp.stack(views, 1).reshape(B * num_local, *views[0].shape[1:])
 
 
 def unpair(z_2BxD):

@@ -1,9 +1,12 @@
-"""BYOL image pretraining: online encoder + projector + predictor, target = EMA of online.
+"""An online network with a predictor against a momentum target: BYOL and MoCo v3.
 
 params       {"online": {"encoder", "head"}, "predictor"}       (trained by the optimizer)
 model_state  {"batch_stats": {"online", "predictor"},
               "target": {"params", "batch_stats"}}               (never sees a gradient)
-After every update the target moves by the EMA rule with the cosine decay schedule.
+After every update the target follows the online network by the shared EMA rule and
+momentum schedule (objectives/teacher.py). The two methods differ only in the loss:
+BYOL regresses the target's projection (no negatives), MoCo v3 scores it by InfoNCE against
+the global batch.
 """
 import jax
 import jax.numpy as jnp
@@ -11,24 +14,46 @@ import jax.numpy as jnp
 from ssl_jax.errors import ConfigError
 from ssl_jax.models.heads import EncoderWithHead, ProjectionHead
 from ssl_jax.models.inputs import apply_model, model_input, split_variables
-from ssl_jax.objectives import byol
+from ssl_jax.objectives import byol, mocov3, teacher
 from ssl_jax.tasks import Task
 from ssl_jax.tasks.vision import (EVAL_KEY_SEED, image_metadata, image_setup, two_views, unpair,
                                   validate)  # noqa: F401 (tasks.validate)
 
 
 def byol_task(config, axis_name: str | None = None) -> Task:
+  def loss(p1, p2, t1, t2):
+    value = byol.byol_loss(p1, p2, t1, t2)
+    return value, {"loss": value}
+  return _online_target_task(config, axis_name, loss, config.byol.base_decay,
+                             projector_out_norm=False, predictor_hidden=0)
+
+
+def mocov3_task(config, axis_name: str | None = None) -> Task:
+  m = config.mocov3
+  if m.temperature <= 0:
+    raise ConfigError(f"mocov3.temperature must be positive, got {m.temperature}.")
+
+  def loss(q1, q2, k1, k2):
+    value, accuracy = mocov3.mocov3_loss(q1, q2, k1, k2, m.temperature, axis_name)
+    return value, {"loss": value, "contrastive_accuracy": accuracy}
+  # MoCo v3: a batch norm closes the projector, not the predictor.
+  return _online_target_task(config, axis_name, loss, m.base_momentum,
+                             projector_out_norm=True, predictor_hidden=m.predictor_hidden_dim)
+
+
+def _online_target_task(config, axis_name, loss, base_momentum: float, projector_out_norm: bool,
+                        predictor_hidden: int) -> Task:
+  """loss(pred1, pred2, target1, target2) -> (loss, metrics); view i's prediction is scored
+  against the other view's target."""
   setup = image_setup(config, axis_name)
-  if len(setup.views) != 2:
-    raise ConfigError(f"BYOL needs two views; augment.preset={config.augment.preset!r} gives "
-                      f"{len(setup.views)}.")
-  if not 0.0 <= config.byol.base_decay < 1.0:
-    raise ConfigError(f"byol.base_decay must be in [0, 1), got {config.byol.base_decay}.")
+  if not 0.0 <= base_momentum < 1.0:
+    raise ConfigError(f"The target's base momentum must be in [0, 1), got {base_momentum}.")
   h, S = config.head, setup.image_size
   hidden = h.hidden_dim or setup.encoder.features_dim
   online = EncoderWithHead(setup.encoder, ProjectionHead(hidden, h.out_dim, h.num_layers,
-                                                         bn_axis_name=axis_name))
-  predictor = ProjectionHead(hidden, h.out_dim, 2, bn_axis_name=axis_name)
+                                                         bn_axis_name=axis_name,
+                                                         out_norm=projector_out_norm))
+  predictor = ProjectionHead(predictor_hidden or hidden, h.out_dim, 2, bn_axis_name=axis_name)
 
   def init(key):
     k_online, k_pred = jax.random.split(key)
@@ -61,28 +86,27 @@ def byol_task(config, axis_name: str | None = None) -> Task:
     }
     p1, p2 = unpair(p)
     t1, t2 = unpair(zt)
-    return byol.byol_loss(p1, p2, t1, t2), new_state
+    return loss(p1, p2, t1, t2), new_state
 
   def loss_fn(params, model_state, batch, rng):
     x = model_input(two_views(rng, batch["image"], setup.views, S, axis_name))
-    loss, model_state = forward(params, model_state, x, train=True)
-    return loss, ({"loss": loss}, model_state)
+    (value, metrics), model_state = forward(params, model_state, x, train=True)
+    return value, (metrics, model_state)
 
   def after_update(params, model_state, step):
-    decay = byol.target_decay(step, config.total_steps, config.byol.base_decay)
-    target = model_state["target"]
-    return {**model_state, "target": {**target,
-                                      "params": byol.ema(target["params"], params["online"], decay)}}
+    return teacher.follow(model_state, params["online"], step, config.total_steps, base_momentum)
 
   def eval_sums(params, model_state, batch):
     key = jax.random.key(EVAL_KEY_SEED)
     x = model_input(two_views(key, batch["image"], setup.views, S, axis_name))
-    loss, _ = forward(params, model_state, x, train=False)
+    (_, metrics), _ = forward(params, model_state, x, train=False)
     n = jnp.float32(batch["image"].shape[0])  # local rows under pmap, which sums devices
-    return {"loss": loss * n, "count": n}
+    return {**{k: v * n for k, v in metrics.items()}, "count": n}
 
-  return Task(init=init, loss_fn=loss_fn, eval_sums=eval_sums,
-              finalize_eval=lambda s: {"loss": s["loss"] / s["count"]},
+  def finalize_eval(sums):
+    return {k: v / sums["count"] for k, v in sums.items() if k != "count"}
+
+  return Task(init=init, loss_fn=loss_fn, eval_sums=eval_sums, finalize_eval=finalize_eval,
               train_data=setup.train_data, eval_data=setup.eval_data,
               unit=("images", config.batch_size), after_update=after_update,
               metadata=image_metadata(setup, encoder_path="online/encoder"))
