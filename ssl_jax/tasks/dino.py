@@ -29,7 +29,7 @@ def validate(config):
   if a.local_crops and config.model.name == "vit" and a.local_size % config.model.patch_size:
     raise ConfigError(f"augment.local_size={a.local_size} is not a multiple of "
                       f"model.patch_size={config.model.patch_size}.")
-  if not 0 < a.local_crop_min_scale < a.crop_min_scale:
+  if a.local_crops and not 0 < a.local_crop_min_scale < a.crop_min_scale:
     raise ConfigError(f"augment.local_crop_min_scale={a.local_crop_min_scale} must lie in (0, "
                       f"augment.crop_min_scale={a.crop_min_scale}): local crops are the small ones.")
   if d.teacher_temp <= 0 or d.warmup_teacher_temp <= 0 or d.student_temp <= 0:
