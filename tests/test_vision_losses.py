@@ -67,7 +67,7 @@ def numpy_mae(pred, patches, mask):
     for n in range(pred.shape[1]):
       if mask[b, n] == 1:
         t = patches[b, n]
-        t = (t - t.mean()) / np.sqrt(t.var() + 1e-6)
+        t = (t - t.mean()) / np.sqrt(t.var(ddof=1) + 1e-6)  # unbiased, as MAE's code
         total += np.mean((pred[b, n] - t) ** 2)
         count += 1
   return total / count
@@ -118,7 +118,7 @@ def numpy_barlow(z1, z2, lam):
 def numpy_vicreg(z1, z2):
   n, d = z1.shape
   invariance = np.mean((z1 - z2) ** 2)
-  hinge = lambda z: np.mean(np.maximum(0.0, 1.0 - np.sqrt(z.var(0) + 1e-4)))
+  hinge = lambda z: np.mean(np.maximum(0.0, 1.0 - np.sqrt(z.var(0, ddof=1) + 1e-4)))
   variance = (hinge(z1) + hinge(z2)) / 2
 
   def off_diagonal(z):
@@ -320,6 +320,14 @@ def test_vicreg_variance_hinge():
   # Collapsed to a constant: std sqrt(1e-4) = 0.01, the hinge is 0.99 on every feature.
   flat = jnp.ones((n, d)) * 3.0
   np.testing.assert_allclose(vicreg.vicreg_terms(flat, flat)["variance"], 0.99, rtol=RTOL)
+
+
+def test_simsiam_gradient_is_finite_at_a_zero_prediction():
+  # A predictor row whose ReLUs are all off outputs exactly 0; its gradient must stay finite.
+  p = jnp.zeros((2, 4)).at[1].set(1.0)
+  z = _normal(0, (2, 4))
+  grads = jax.grad(simsiam.simsiam_loss, argnums=(0, 1))(p, p, z, z)
+  assert all(np.isfinite(np.asarray(g)).all() for g in grads)
 
 
 def test_simsiam_matches_numpy_and_stops_gradient_at_z():

@@ -32,7 +32,7 @@ def pixel_targets(patches_BxNxP, norm_pix: bool = True, eps: float = 1e-6):
   if not norm_pix:
     return patches_BxNxP
   mean = jnp.mean(patches_BxNxP, -1, keepdims=True)
-  var = jnp.var(patches_BxNxP, -1, keepdims=True)
+  var = jnp.var(patches_BxNxP, -1, keepdims=True, ddof=1)  # unbiased, as MAE's code
   return (patches_BxNxP - mean) / jnp.sqrt(var + eps)
 
 

@@ -11,9 +11,13 @@ def negative_cosine(p_BxD, z_BxD):
   """-cos(p, sg(z)) per example."""
   z = jax.lax.stop_gradient(z_BxD).astype(jnp.float32)
   p = p_BxD.astype(jnp.float32)
-  p = p / jnp.maximum(jnp.linalg.norm(p, axis=-1, keepdims=True), 1e-12)
-  z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
-  return -jnp.sum(p * z, -1)
+  return -jnp.sum(_unit(p) * _unit(z), -1)
+
+
+def _unit(x_BxD):
+  # rsqrt of the clipped squared norm: finite gradients even where x is exactly 0 (a row
+  # whose ReLUs are all off), where the gradient of jnp.linalg.norm is NaN.
+  return x_BxD * jax.lax.rsqrt(jnp.maximum(jnp.sum(x_BxD ** 2, -1, keepdims=True), 1e-24))
 
 
 def simsiam_loss(p1_BxD, p2_BxD, z1_BxD, z2_BxD):

@@ -12,7 +12,7 @@ from ssl_jax.objectives import global_batch
 
 
 def variance_term(z_NxD, eps: float = 1e-4):
-  std_D = jnp.sqrt(jnp.var(z_NxD, 0) + eps)
+  std_D = jnp.sqrt(jnp.var(z_NxD, 0, ddof=1) + eps)  # unbiased, as the paper's code
   return jnp.mean(jax.nn.relu(1.0 - std_D))
 
 
