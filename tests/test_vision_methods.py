@@ -73,3 +73,45 @@ def test_one_device_equals_eight_under_jit_and_pmap(method, data_dir):
     np.testing.assert_allclose(losses, want_losses, rtol=2e-4, err_msg=name)
     chex.assert_trees_all_close(got.params, want.params, atol=1e-4, rtol=1e-3)
     chex.assert_trees_all_close(got.model_state, want.model_state, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_evaluation_finds_the_encoder(method, data_dir):
+  """metadata["encoder_path"] leads to exactly the variables of the encoder that evaluation
+  builds from config.model (at the pretraining image size, whatever crops DINO saw)."""
+  from ssl_jax.evaluate.image_transfer import encoder_variables
+  from ssl_jax.models import encoders
+  from ssl_jax.models.inputs import split_variables
+  config = load_config(f"{method}_digits", **{"data.data_dir": data_dir, **TINY_VIT,
+                                              **METHODS[method]})
+  task = make_task(config)
+  params, model_state = jax.eval_shape(task.init, jax.random.key(0))
+  found = encoder_variables(params, model_state, task.metadata["encoder_path"])
+  S = config.data.image_size
+  want = split_variables(jax.eval_shape(
+      encoders.image_encoder(config.model).init, jax.random.key(0), jnp.zeros((1, S, S, 3))))
+  shapes = lambda tree: jax.tree.map(lambda x: x.shape, tree)
+  assert shapes(found[0]) == shapes(want[0])
+  assert shapes(found[1]) == shapes(want[1])
+
+
+def test_mae_and_dino_train_and_evaluate(data_dir, tmp_path):
+  """The evaluation command on MAE (fine-tuning, its standard protocol) and on DINO (kNN)."""
+  import json
+  from conftest import metric_rows, run_cli
+  from ssl_jax import train
+  for method, protocol, flags in (("mae", "finetune", ["--finetune_steps", "4"]),
+                                  ("dino", "knn", [])):
+    workdir = str(tmp_path / method)
+    config = load_config(f"{method}_digits", **{
+        "data.data_dir": data_dir, **TINY_VIT, **METHODS[method], "total_steps": 2,
+        "log_every": 1, "eval_every": 2, "checkpoint_every": 2})
+    train.train(config, workdir)
+    assert [r["step"] for r in metric_rows(workdir) if r["split"] == "train"] == [1, 2]
+    out = run_cli("ssl_jax.evaluate", "--workdir", workdir, "--protocol", protocol,
+                  "--data_dir", data_dir, "--max_train_examples", "100",
+                  "--max_test_examples", "50", "--baselines=false", *flags)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    key = "top1" if protocol == "finetune" else "top1_k20"
+    assert result["split"] == protocol and result["step"] == 2 and 0.0 < result[key] <= 1.0
