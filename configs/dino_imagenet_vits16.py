@@ -9,10 +9,9 @@ momentum 0.9; teacher momentum 0.996 raised to 1 by a cosine. AdamW (betas 0.9, 
 0.0005 x batch/256 (0.002 at batch 1024), 10 warmup epochs, cosine down to 1e-6, weight
 decay 0.04, gradient norm clipped at 3.0; 100 epochs.
 
-Expect about 74.5% linear-probe top-1 (the paper's multi-crop study gives 74.6% for ViT-S/16
-with 2x224 + 10x96 crops at 100 epochs; the 300- and 800-epoch runs reach 76-77%). With
---config.augment.local_crops=8 this is the released 100-epoch single-node command's
-cropping (74.0% linear, 69.3% k-NN; that run kept the teacher at 0.04 with batch 512).
+Expect roughly 74% linear-probe top-1 after 100 epochs and about 77% after 800 (the
+paper's ViT-S/16 figures). --config.augment.local_crops=8 gives the cropping of the
+released single-node commands.
 
 Not reproduced here:
   - the weight-decay schedule: DINO raises it from 0.04 to 0.4 by a cosine; here it stays
