@@ -19,7 +19,8 @@ from ssl_jax.models.heads import DINOHead, EncoderWithHead
 from ssl_jax.models.inputs import apply_model, model_input, split_variables
 from ssl_jax.objectives import dino, teacher
 from ssl_jax.tasks import Task
-from ssl_jax.tasks.vision import EVAL_KEY_SEED, image_metadata, image_setup, multi_crop
+from ssl_jax.tasks.vision import (EVAL_KEY_SEED, image_metadata, image_setup, mean_metrics_eval,
+                                  multi_crop)
 from ssl_jax.tasks import vision
 
 
@@ -112,14 +113,11 @@ def dino_task(config, axis_name: str | None = None) -> Task:
                                  d.base_momentum)
     return {**model_state, "teacher_temp": temperature(step + 1)}
 
-  def eval_sums(params, model_state, batch):
-    _, metrics, _ = forward(params, model_state, jax.random.key(EVAL_KEY_SEED), batch["image"],
-                            train=False)
-    n = jnp.float32(batch["image"].shape[0])
-    return {**{k: v * n for k, v in metrics.items()}, "count": n}
+  def eval_metrics(params, model_state, batch):
+    return forward(params, model_state, jax.random.key(EVAL_KEY_SEED), batch["image"],
+                   train=False)[1]
 
-  def finalize_eval(sums):
-    return {k: v / sums["count"] for k, v in sums.items() if k != "count"}
+  eval_sums, finalize_eval = mean_metrics_eval(eval_metrics)
 
   return Task(init=init, loss_fn=loss_fn, eval_sums=eval_sums, finalize_eval=finalize_eval,
               train_data=setup.train_data, eval_data=setup.eval_data,

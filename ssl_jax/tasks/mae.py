@@ -15,7 +15,8 @@ from ssl_jax.models.inputs import model_input
 from ssl_jax.models.mae import MAE, MAEDecoder
 from ssl_jax.objectives import mae
 from ssl_jax.tasks import Task
-from ssl_jax.tasks.vision import EVAL_KEY_SEED, image_metadata, image_setup, view_specs
+from ssl_jax.tasks.vision import (EVAL_KEY_SEED, image_metadata, image_setup, mean_metrics_eval,
+                                  view_specs)
 
 
 def validate(config):
@@ -69,13 +70,11 @@ def mae_task(config, axis_name: str | None = None) -> Task:
       metrics = jax.lax.pmean(metrics, axis_name)
     return loss, (metrics, model_state)
 
-  def eval_sums(params, model_state, batch):
-    loss, _ = forward(params, jax.random.key(EVAL_KEY_SEED), batch["image"])
-    n = jnp.float32(batch["image"].shape[0])
-    return {"loss": loss * n, "count": n}
+  eval_sums, finalize_eval = mean_metrics_eval(
+      lambda params, model_state, batch: forward(params, jax.random.key(EVAL_KEY_SEED),
+                                                 batch["image"])[1])
 
-  return Task(init=init, loss_fn=loss_fn, eval_sums=eval_sums,
-              finalize_eval=lambda s: {"loss": s["loss"] / s["count"]},
+  return Task(init=init, loss_fn=loss_fn, eval_sums=eval_sums, finalize_eval=finalize_eval,
               train_data=setup.train_data, eval_data=setup.eval_data,
               unit=("images", config.batch_size),
               metadata=image_metadata(setup, encoder_path="encoder"))

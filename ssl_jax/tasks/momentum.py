@@ -16,8 +16,8 @@ from ssl_jax.models.heads import EncoderWithHead, ProjectionHead
 from ssl_jax.models.inputs import apply_model, model_input, split_variables
 from ssl_jax.objectives import byol, mocov3, teacher
 from ssl_jax.tasks import Task
-from ssl_jax.tasks.vision import (EVAL_KEY_SEED, image_metadata, image_setup, two_views, unpair,
-                                  validate)  # noqa: F401 (tasks.validate)
+from ssl_jax.tasks.vision import (EVAL_KEY_SEED, image_metadata, image_setup, mean_metrics_eval,
+                                  two_views, unpair, validate)  # noqa: F401 (tasks.validate)
 
 
 def byol_task(config, axis_name: str | None = None) -> Task:
@@ -96,15 +96,12 @@ def _online_target_task(config, axis_name, loss, base_momentum: float, projector
   def after_update(params, model_state, step):
     return teacher.follow(model_state, params["online"], step, config.total_steps, base_momentum)
 
-  def eval_sums(params, model_state, batch):
+  def eval_metrics(params, model_state, batch):
     key = jax.random.key(EVAL_KEY_SEED)
     x = model_input(two_views(key, batch["image"], setup.views, S, axis_name))
-    (_, metrics), _ = forward(params, model_state, x, train=False)
-    n = jnp.float32(batch["image"].shape[0])  # local rows under pmap, which sums devices
-    return {**{k: v * n for k, v in metrics.items()}, "count": n}
+    return forward(params, model_state, x, train=False)[0][1]
 
-  def finalize_eval(sums):
-    return {k: v / sums["count"] for k, v in sums.items() if k != "count"}
+  eval_sums, finalize_eval = mean_metrics_eval(eval_metrics)
 
   return Task(init=init, loss_fn=loss_fn, eval_sums=eval_sums, finalize_eval=finalize_eval,
               train_data=setup.train_data, eval_data=setup.eval_data,

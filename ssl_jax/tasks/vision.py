@@ -104,6 +104,21 @@ def multi_crop(key, images_BxHxWxC, global_specs, local_spec, num_local: int, im
   return globals_, jnp.stack(views, 1).reshape(B * num_local, *views[0].shape[1:])
 
 
+def mean_metrics_eval(metrics_fn):
+  """(eval_sums, finalize_eval) for evaluation metrics that are means over a batch:
+  metrics_fn(params, model_state, batch) -> {name: mean}. Each batch's means are weighted by
+  its rows (this device's under pmap, whose wrapper sums the devices)."""
+  def eval_sums(params, model_state, batch):
+    metrics = metrics_fn(params, model_state, batch)
+    n = jnp.float32(batch["image"].shape[0])
+    return {**{k: v * n for k, v in metrics.items()}, "count": n}
+
+  def finalize_eval(sums):
+    return {k: v / sums["count"] for k, v in sums.items() if k != "count"}
+
+  return eval_sums, finalize_eval
+
+
 def unpair(z_2BxD):
   z_Bx2xD = z_2BxD.reshape(-1, 2, z_2BxD.shape[-1])
   return z_Bx2xD[:, 0], z_Bx2xD[:, 1]
