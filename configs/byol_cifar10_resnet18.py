@@ -24,35 +24,14 @@ import ml_collections
 
 from configs import common, simclr_cifar10_resnet18
 
-TRAIN_IMAGES = simclr_cifar10_resnet18.TRAIN_IMAGES
-BATCH_SIZE = 256
-EPOCHS = 1000
-
 
 def get_config():
-  steps_per_epoch = TRAIN_IMAGES // BATCH_SIZE  # 195
-  base = simclr_cifar10_resnet18.get_config()  # its data and ResNet-18 (CIFAR stem, width 64)
-  c = common.loop("byol", total_steps=EPOCHS * steps_per_epoch, batch_size=BATCH_SIZE,
-                  log_every=100, eval_every=10 * steps_per_epoch,
-                  eval_steps=40,  # 10k test images
-                  checkpoint_every=5 * steps_per_epoch, keep_checkpoints=3)
-  c.data, c.model = base.data, base.model
-
-  c.augment = ml_collections.ConfigDict()
-  c.augment.preset = "byol"
-  c.augment.strength = 1.0
-  c.augment.crop_min_scale = 0.08
-  c.augment.blur = False
-  c.augment.flip = True
-
-  c.head = ml_collections.ConfigDict()
-  c.head.hidden_dim = 4096  # the predictor has the same hidden width
-  c.head.out_dim = 256
-  c.head.num_layers = 2
+  c, steps_per_epoch = simclr_cifar10_resnet18.base("byol", batch_size=256, epochs=1000)
+  c.augment = common.augment("byol", blur=False)
+  c.head = common.head(4096, 256, num_layers=2)  # the predictor has the same hidden width
 
   c.byol = ml_collections.ConfigDict()
   c.byol.base_decay = 0.99
 
   c.optim = common.lars(1.0, warmup_steps=10 * steps_per_epoch, weight_decay=1e-5)
-  c.mesh = common.mesh()
   return c

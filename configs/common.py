@@ -58,6 +58,41 @@ def _optimizer(name, lr, warmup_steps, min_lr_ratio, b1, b2, weight_decay, grad_
   return c
 
 
+def data(name: str, *, eval_split: str, image_size: int) -> ml_collections.ConfigDict:
+  """A TFDS image dataset prepared as array_record: trains on "train", probes on it too."""
+  c = ml_collections.ConfigDict()
+  c.name = name
+  c.source = ""
+  c.data_dir = ""  # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  c.train_split = "train"
+  c.eval_split = eval_split
+  c.probe_split = "train"
+  c.image_size = image_size
+  return c
+
+
+def augment(preset: str, *, strength: float = 1.0, crop_min_scale: float = 0.08,
+            blur: bool = True, flip: bool = True) -> ml_collections.ConfigDict:
+  """The views: a preset (simclr, byol, mae: ssl_jax/data/augment.py), its colour-jitter
+  strength, the random crop's smallest area, Gaussian blur and horizontal flip."""
+  c = ml_collections.ConfigDict()
+  c.preset = preset
+  c.strength = strength
+  c.crop_min_scale = crop_min_scale
+  c.blur = blur
+  c.flip = flip
+  return c
+
+
+def head(hidden_dim: int, out_dim: int, num_layers: int) -> ml_collections.ConfigDict:
+  """The projection head; hidden_dim 0 takes the encoder's feature size."""
+  c = ml_collections.ConfigDict()
+  c.hidden_dim = hidden_dim
+  c.out_dim = out_dim
+  c.num_layers = num_layers
+  return c
+
+
 def mesh(fsdp: int = 1) -> ml_collections.ConfigDict:
   """fsdp > 1 splits parameters and optimizer state over that many devices (parallel='jit')."""
   c = ml_collections.ConfigDict()
@@ -84,3 +119,13 @@ def vit(model: ml_collections.ConfigDict, size: str, patch_size: int, pool: str 
   model.depth = model.width = model.num_heads = 0
   model.patch_size = patch_size
   model.pool = pool
+
+
+def vit_model(size: str, patch_size: int, pool: str = "cls") -> ml_collections.ConfigDict:
+  """A ViT of a size preset (see vit) with MLP ratio 4, computing in bfloat16."""
+  c = ml_collections.ConfigDict()
+  vit(c, size, patch_size, pool)
+  c.mlp_ratio = 4
+  c.dtype = "bfloat16"  # compute dtype; params and the loss stay float32
+  add_backends(c, attention=False)
+  return c

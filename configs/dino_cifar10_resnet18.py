@@ -25,48 +25,20 @@ Needs CIFAR-10 prepared as array_record (no network at run time):
       --config.data.data_dir=DIR
   python -m ssl_jax.evaluate --workdir W --protocol linear --data_dir=DIR
 """
-import ml_collections
-
-from configs import common, simclr_cifar10_resnet18
-
-TRAIN_IMAGES = simclr_cifar10_resnet18.TRAIN_IMAGES
-BATCH_SIZE = 256
-EPOCHS = 1000
+from configs import common, dino_imagenet_vits16, simclr_cifar10_resnet18
 
 
 def get_config():
-  steps_per_epoch = TRAIN_IMAGES // BATCH_SIZE  # 195
-  base = simclr_cifar10_resnet18.get_config()  # its data and ResNet-18 (CIFAR stem, width 64)
-  c = common.loop("dino", total_steps=EPOCHS * steps_per_epoch, batch_size=BATCH_SIZE,
-                  log_every=100, eval_every=10 * steps_per_epoch,
-                  eval_steps=40,  # 10k test images
-                  checkpoint_every=5 * steps_per_epoch, keep_checkpoints=3)
-  c.data, c.model = base.data, base.model
-
-  c.augment = ml_collections.ConfigDict()
-  c.augment.preset = "byol"  # DINO's global views are BYOL's
-  c.augment.strength = 1.0
-  c.augment.crop_min_scale = 0.08
-  c.augment.blur = False
-  c.augment.flip = True
-  c.augment.local_crops = 0  # solo-learn's CIFAR recipe has no multi-crop
-  c.augment.local_size = 16
-  c.augment.local_crop_min_scale = 0.05
-
-  c.head = ml_collections.ConfigDict()
-  c.head.hidden_dim = 2048
-  c.head.out_dim = 256  # the bottleneck before the prototypes
-  c.head.num_layers = 3
-
-  c.dino = ml_collections.ConfigDict()
-  c.dino.num_prototypes = 4096
-  c.dino.student_temp = 0.1
-  c.dino.teacher_temp = 0.07
-  c.dino.warmup_teacher_temp = 0.04  # unused: no warmup of the teacher temperature
-  c.dino.warmup_teacher_temp_steps = 0
-  c.dino.center_momentum = 0.9
-  c.dino.base_momentum = 0.9995  # raised to 1 by the shared cosine schedule
+  c, steps_per_epoch = simclr_cifar10_resnet18.base("dino", batch_size=256, epochs=1000)
+  # DINO's global views are BYOL's. solo-learn's CIFAR recipe has no multi-crop: the local
+  # crop fields are unused.
+  c.augment = dino_imagenet_vits16.multi_crop(common.augment("byol", blur=False),
+                                              local_crops=0, local_size=16,
+                                              local_crop_min_scale=0.05)
+  c.head = common.head(2048, 256, num_layers=3)  # 256: the bottleneck before the prototypes
+  # No warmup of the teacher temperature
+  c.dino = dino_imagenet_vits16.objective(4096, base_momentum=0.9995,
+                                          warmup_teacher_temp_steps=0)
 
   c.optim = common.lars(0.3, warmup_steps=10 * steps_per_epoch, weight_decay=1e-6)
-  c.mesh = common.mesh()
   return c

@@ -32,9 +32,8 @@ Needs ImageNet-1k prepared as array_record (TFDS takes the tar files by hand):
 """
 import ml_collections
 
-from configs import common
+from configs import common, mae_imagenet_vitb16
 
-TRAIN_IMAGES = 1_281_167
 BATCH_SIZE = 1024
 EPOCHS = 100  # the paper also trains 300 and 800
 WARMUP_EPOCHS = 10
@@ -43,55 +42,44 @@ BASE_LR = 0.0005  # per 256 images
 MIN_LR = 1e-6
 
 
+def multi_crop(augment: ml_collections.ConfigDict, local_crops: int, local_size: int,
+               local_crop_min_scale: float) -> ml_collections.ConfigDict:
+  """Adds DINO's local crops (student only) to the global views of `augment`."""
+  augment.local_crops = local_crops
+  augment.local_size = local_size
+  augment.local_crop_min_scale = local_crop_min_scale
+  return augment
+
+
+def objective(num_prototypes: int, *, warmup_teacher_temp_steps: int,
+              base_momentum: float) -> ml_collections.ConfigDict:
+  """DINO's loss and teacher: student temperature 0.1, teacher temperature 0.07 (rising
+  from 0.04 over warmup_teacher_temp_steps), centre momentum 0.9, teacher momentum
+  base_momentum raised to 1 by the shared cosine schedule."""
+  c = ml_collections.ConfigDict()
+  c.num_prototypes = num_prototypes
+  c.student_temp = 0.1
+  c.teacher_temp = 0.07
+  c.warmup_teacher_temp = 0.04  # unused when warmup_teacher_temp_steps is 0
+  c.warmup_teacher_temp_steps = warmup_teacher_temp_steps
+  c.center_momentum = 0.9
+  c.base_momentum = base_momentum
+  return c
+
+
 def get_config():
-  steps_per_epoch = TRAIN_IMAGES // BATCH_SIZE  # 1251
-  c = common.loop("dino", total_steps=EPOCHS * steps_per_epoch, batch_size=BATCH_SIZE,
-                  log_every=100, eval_every=10 * steps_per_epoch,
-                  eval_steps=48,  # 49,152 of the 50k validation images
-                  checkpoint_every=steps_per_epoch, keep_checkpoints=3)
-
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "imagenet2012"
-  c.data.source = ""
-  c.data.data_dir = ""  # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
-  c.data.train_split = "train"
-  c.data.eval_split = "validation"
-  c.data.probe_split = "train"
-  c.data.image_size = 224  # the global crops
-
-  c.augment = ml_collections.ConfigDict()
-  c.augment.preset = "byol"  # DINO's two global views are BYOL's
-  c.augment.strength = 1.0
-  c.augment.crop_min_scale = 0.4  # global crops: area (0.4, 1)
-  c.augment.blur = True
-  c.augment.flip = True
-  c.augment.local_crops = 10
-  c.augment.local_size = 96
-  c.augment.local_crop_min_scale = 0.05  # local crops: area (0.05, 0.4)
-
-  c.model = ml_collections.ConfigDict()
-  common.vit(c.model, "small", patch_size=16, pool="cls")  # 12 blocks, width 384, 6 heads
-  c.model.mlp_ratio = 4
-  c.model.dtype = "bfloat16"  # compute dtype; params, the centre and the loss stay float32
-  common.add_backends(c.model, attention=False)
-
-  c.head = ml_collections.ConfigDict()
-  c.head.hidden_dim = 2048
-  c.head.out_dim = 256  # the bottleneck before the prototypes
-  c.head.num_layers = 3
-
-  c.dino = ml_collections.ConfigDict()
-  c.dino.num_prototypes = 65536
-  c.dino.student_temp = 0.1
-  c.dino.teacher_temp = 0.07
-  c.dino.warmup_teacher_temp = 0.04
-  c.dino.warmup_teacher_temp_steps = TEACHER_TEMP_WARMUP_EPOCHS * steps_per_epoch
-  c.dino.center_momentum = 0.9
-  c.dino.base_momentum = 0.996  # raised to 1 by the shared cosine schedule
+  # ViT-S/16: 12 blocks, width 384, 6 heads (the centre stays float32); 1251 steps an epoch
+  c, steps_per_epoch = mae_imagenet_vitb16.base("dino", BATCH_SIZE, EPOCHS,
+                                                model=common.vit_model("small", patch_size=16))
+  # DINO's two global views are BYOL's, area (0.4, 1); local crops area (0.05, 0.4)
+  c.augment = multi_crop(common.augment("byol", crop_min_scale=0.4), local_crops=10,
+                         local_size=96, local_crop_min_scale=0.05)
+  c.head = common.head(2048, 256, num_layers=3)  # 256: the bottleneck before the prototypes
+  c.dino = objective(65536, base_momentum=0.996,
+                     warmup_teacher_temp_steps=TEACHER_TEMP_WARMUP_EPOCHS * steps_per_epoch)
 
   lr = BASE_LR * c.batch_size / 256
   c.optim = common.adamw(lr, warmup_steps=WARMUP_EPOCHS * steps_per_epoch,
                          min_lr_ratio=MIN_LR / lr, b1=0.9, b2=0.999, weight_decay=0.04,
                          grad_clip=3.0)
-  c.mesh = common.mesh()
   return c

@@ -19,45 +19,15 @@ Needs CIFAR-10 prepared as array_record (no network at run time):
       --config.data.data_dir=DIR
   python -m ssl_jax.evaluate --workdir W --protocol finetune --data_dir=DIR   (or linear)
 """
-import ml_collections
-
-from configs import common, simclr_cifar10_resnet18
-
-TRAIN_IMAGES = simclr_cifar10_resnet18.TRAIN_IMAGES
-BATCH_SIZE = 256
-EPOCHS = 1000
+from configs import common, mae_imagenet_vitb16, simclr_cifar10_resnet18
 
 
 def get_config():
-  steps_per_epoch = TRAIN_IMAGES // BATCH_SIZE  # 195
-  base = simclr_cifar10_resnet18.get_config()  # its data
-  c = common.loop("mae", total_steps=EPOCHS * steps_per_epoch, batch_size=BATCH_SIZE,
-                  log_every=100, eval_every=10 * steps_per_epoch,
-                  eval_steps=40,  # 10k test images
-                  checkpoint_every=5 * steps_per_epoch, keep_checkpoints=3)
-  c.data = base.data
-
-  c.augment = ml_collections.ConfigDict()
-  c.augment.preset = "mae"  # one view: crop and flip, no colour changes
-  c.augment.strength = 1.0  # colour jitter: unused by the mae preset
-  c.augment.crop_min_scale = 0.08
-  c.augment.blur = False  # the mae preset has none
-  c.augment.flip = True
-
-  c.model = ml_collections.ConfigDict()
-  common.vit(c.model, "tiny", patch_size=4, pool="cls")
-  c.model.mlp_ratio = 4
-  c.model.dtype = "bfloat16"  # compute dtype; params and the loss stay float32
-  common.add_backends(c.model, attention=False)
-
-  c.mae = ml_collections.ConfigDict()
-  c.mae.mask_ratio = 0.75
-  c.mae.norm_pix = True  # per-patch normalised pixels as the target
-  c.mae.decoder_width = 512
-  c.mae.decoder_depth = 8
-  c.mae.decoder_heads = 16
-
-  c.optim = common.adamw(2e-4 * c.batch_size / 256, warmup_steps=10 * steps_per_epoch,
-                         min_lr_ratio=0.0, b1=0.9, b2=0.95, weight_decay=0.05, grad_clip=0.0)
-  c.mesh = common.mesh()
+  c, steps_per_epoch = simclr_cifar10_resnet18.base(
+      "mae", batch_size=256, epochs=1000, model=common.vit_model("tiny", patch_size=4))
+  # One view: crop and flip, no colour changes (strength is unused by the mae preset)
+  c.augment = common.augment("mae", blur=False)
+  c.mae = mae_imagenet_vitb16.objective()
+  c.optim = mae_imagenet_vitb16.optimizer(2e-4 * c.batch_size / 256,
+                                          warmup_steps=10 * steps_per_epoch)
   return c

@@ -28,48 +28,51 @@ import ml_collections
 from configs import common
 
 TRAIN_IMAGES = 1_281_167
+VALIDATION_IMAGES = 50_000
 BATCH_SIZE = 4096
 EPOCHS = 800
 WARMUP_EPOCHS = 40
 
 
-def get_config():
-  steps_per_epoch = TRAIN_IMAGES // BATCH_SIZE  # 312
-  c = common.loop("mae", total_steps=EPOCHS * steps_per_epoch, batch_size=BATCH_SIZE,
+def base(objective: str, batch_size: int, epochs: int,
+         model: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, int]:
+  """What the ImageNet-1k recipes share: the loop (log every 100 steps, evaluate every 10
+  epochs on whole batches of the validation images, checkpoint every epoch), the data at
+  224 px, the model and the mesh. Returns the config and the steps per epoch."""
+  steps_per_epoch = TRAIN_IMAGES // batch_size
+  c = common.loop(objective, total_steps=epochs * steps_per_epoch, batch_size=batch_size,
                   log_every=100, eval_every=10 * steps_per_epoch,
-                  eval_steps=12,  # 49,152 of the 50k validation images
+                  eval_steps=VALIDATION_IMAGES // batch_size,  # 49,152 images at 1024 or 4096
                   checkpoint_every=steps_per_epoch, keep_checkpoints=3)
-
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "imagenet2012"
-  c.data.source = ""
-  c.data.data_dir = ""  # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
-  c.data.train_split = "train"
-  c.data.eval_split = "validation"
-  c.data.probe_split = "train"
-  c.data.image_size = 224
-
-  c.augment = ml_collections.ConfigDict()
-  c.augment.preset = "mae"  # one view: crop and flip, no colour changes
-  c.augment.strength = 1.0  # colour jitter: unused by the mae preset
-  c.augment.crop_min_scale = 0.2
-  c.augment.blur = False  # the mae preset has none
-  c.augment.flip = True
-
-  c.model = ml_collections.ConfigDict()
-  common.vit(c.model, "base", patch_size=16, pool="cls")  # 12 blocks, width 768, 12 heads
-  c.model.mlp_ratio = 4
-  c.model.dtype = "bfloat16"  # compute dtype; params and the loss stay float32
-  common.add_backends(c.model, attention=False)
-
-  c.mae = ml_collections.ConfigDict()
-  c.mae.mask_ratio = 0.75
-  c.mae.norm_pix = True  # per-patch normalised pixels as the target
-  c.mae.decoder_width = 512
-  c.mae.decoder_depth = 8
-  c.mae.decoder_heads = 16
-
-  c.optim = common.adamw(1.5e-4 * c.batch_size / 256, warmup_steps=WARMUP_EPOCHS * steps_per_epoch,
-                         min_lr_ratio=0.0, b1=0.9, b2=0.95, weight_decay=0.05, grad_clip=0.0)
+  c.data = common.data("imagenet2012", eval_split="validation", image_size=224)
+  c.model = model
   c.mesh = common.mesh()
+  return c, steps_per_epoch
+
+
+def objective() -> ml_collections.ConfigDict:
+  """MAE's fields, the paper's in both MAE recipes."""
+  c = ml_collections.ConfigDict()
+  c.mask_ratio = 0.75
+  c.norm_pix = True  # per-patch normalised pixels as the target
+  c.decoder_width = 512
+  c.decoder_depth = 8
+  c.decoder_heads = 16
+  return c
+
+
+def optimizer(lr: float, warmup_steps: int) -> ml_collections.ConfigDict:
+  """MAE's AdamW: betas (0.9, 0.95), weight decay 0.05, no clipping, cosine to 0."""
+  return common.adamw(lr, warmup_steps=warmup_steps, min_lr_ratio=0.0, b1=0.9, b2=0.95,
+                      weight_decay=0.05, grad_clip=0.0)
+
+
+def get_config():
+  # ViT-B/16: 12 blocks, width 768, 12 heads; 312 steps an epoch
+  c, steps_per_epoch = base("mae", BATCH_SIZE, EPOCHS,
+                            model=common.vit_model("base", patch_size=16))
+  # One view: crop and flip, no colour changes (strength is unused by the mae preset)
+  c.augment = common.augment("mae", crop_min_scale=0.2, blur=False)
+  c.mae = objective()
+  c.optim = optimizer(1.5e-4 * c.batch_size / 256, warmup_steps=WARMUP_EPOCHS * steps_per_epoch)
   return c

@@ -15,49 +15,41 @@ import ml_collections
 from configs import common
 
 TRAIN_IMAGES = 50_000
-BATCH_SIZE = 512
+TEST_IMAGES = 10_000
+
+
+def base(objective: str, batch_size: int, epochs: int,
+         model: ml_collections.ConfigDict | None = None) -> tuple[ml_collections.ConfigDict, int]:
+  """What the CIFAR-10 recipes share: the loop (log every 100 steps, evaluate every 10 epochs
+  on all test images, checkpoint every 5), the data, the model (by default ResNet-18 with the
+  CIFAR stem, width 64) and the mesh. Returns the config and the steps per epoch."""
+  steps_per_epoch = TRAIN_IMAGES // batch_size
+  c = common.loop(objective, total_steps=epochs * steps_per_epoch, batch_size=batch_size,
+                  log_every=100, eval_every=10 * steps_per_epoch,
+                  eval_steps=-(-TEST_IMAGES // batch_size),  # rounded up: every test image
+                  checkpoint_every=5 * steps_per_epoch, keep_checkpoints=3)
+  c.data = common.data("cifar10", eval_split="test", image_size=32)
+  if model is None:
+    model = ml_collections.ConfigDict()
+    model.name = "resnet"
+    model.depth = 18
+    model.stem = "cifar"
+    model.width = 64
+    model.dtype = "bfloat16"  # compute dtype; params, BN statistics and the loss stay float32
+    common.add_backends(model, attention=False)
+  c.model = model
+  c.mesh = common.mesh()
+  return c, steps_per_epoch
 
 
 def get_config():
-  steps_per_epoch = TRAIN_IMAGES // BATCH_SIZE
-  c = common.loop("simclr", total_steps=1000 * steps_per_epoch, batch_size=BATCH_SIZE,
-                  log_every=100, eval_every=10 * steps_per_epoch,
-                  eval_steps=20,  # 10k test images
-                  checkpoint_every=5 * steps_per_epoch, keep_checkpoints=3)
-
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "cifar10"
-  c.data.source = ""
-  c.data.data_dir = ""  # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
-  c.data.train_split = "train"
-  c.data.eval_split = "test"
-  c.data.probe_split = "train"
-  c.data.image_size = 32
-
-  c.augment = ml_collections.ConfigDict()
-  c.augment.preset = "simclr"
-  c.augment.strength = 0.5
-  c.augment.crop_min_scale = 0.08
-  c.augment.blur = False
-  c.augment.flip = True
-
-  c.model = ml_collections.ConfigDict()
-  c.model.name = "resnet"
-  c.model.depth = 18
-  c.model.stem = "cifar"
-  c.model.width = 64
-  c.model.dtype = "bfloat16"  # compute dtype; params, BN statistics and the loss stay float32
-  common.add_backends(c.model, attention=False)
-
-  c.head = ml_collections.ConfigDict()
-  c.head.hidden_dim = 0  # the encoder's width (512)
-  c.head.out_dim = 128
-  c.head.num_layers = 2
+  c, steps_per_epoch = base("simclr", batch_size=512, epochs=1000)
+  c.augment = common.augment("simclr", strength=0.5, blur=False)
+  c.head = common.head(hidden_dim=0, out_dim=128, num_layers=2)  # 0: the encoder's width (512)
 
   c.simclr = ml_collections.ConfigDict()
   c.simclr.temperature = 0.5
 
   c.optim = common.lars(1.0 * c.batch_size / 256, warmup_steps=10 * steps_per_epoch,
                        weight_decay=1e-4)
-  c.mesh = common.mesh()
   return c

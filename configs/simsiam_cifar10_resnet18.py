@@ -22,35 +22,15 @@ import ml_collections
 
 from configs import common, simclr_cifar10_resnet18
 
-TRAIN_IMAGES = simclr_cifar10_resnet18.TRAIN_IMAGES
-BATCH_SIZE = 512
-EPOCHS = 800
-
 
 def get_config():
-  steps_per_epoch = TRAIN_IMAGES // BATCH_SIZE  # 97
-  base = simclr_cifar10_resnet18.get_config()  # its data and ResNet-18 (CIFAR stem, width 64)
-  c = common.loop("simsiam", total_steps=EPOCHS * steps_per_epoch, batch_size=BATCH_SIZE,
-                  log_every=100, eval_every=10 * steps_per_epoch,
-                  eval_steps=20,  # 10k test images
-                  checkpoint_every=5 * steps_per_epoch, keep_checkpoints=3)
-  c.data, c.model = base.data, base.model
-
-  c.augment = ml_collections.ConfigDict()
-  c.augment.preset = "simclr"  # both views alike; strength 0.5: jitter 0.4/0.4/0.4/0.1
-  c.augment.strength = 0.5
-  c.augment.crop_min_scale = 0.2
-  c.augment.blur = False
-  c.augment.flip = True
-
-  c.head = ml_collections.ConfigDict()
-  c.head.hidden_dim = 2048
-  c.head.out_dim = 2048
-  c.head.num_layers = 2
+  c, _ = simclr_cifar10_resnet18.base("simsiam", batch_size=512, epochs=800)
+  # Both views alike; strength 0.5: jitter 0.4/0.4/0.4/0.1
+  c.augment = common.augment("simclr", strength=0.5, crop_min_scale=0.2, blur=False)
+  c.head = common.head(2048, 2048, num_layers=2)
 
   c.simsiam = ml_collections.ConfigDict()
   c.simsiam.predictor_hidden_dim = 512
 
   c.optim = common.lars(0.03 * c.batch_size / 256, warmup_steps=0, weight_decay=5e-4)
-  c.mesh = common.mesh()
   return c

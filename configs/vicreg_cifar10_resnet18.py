@@ -25,31 +25,12 @@ import ml_collections
 
 from configs import common, simclr_cifar10_resnet18
 
-TRAIN_IMAGES = simclr_cifar10_resnet18.TRAIN_IMAGES
-BATCH_SIZE = 256
-EPOCHS = 1000
-
 
 def get_config():
-  steps_per_epoch = TRAIN_IMAGES // BATCH_SIZE  # 195
-  base = simclr_cifar10_resnet18.get_config()  # its data and ResNet-18 (CIFAR stem, width 64)
-  c = common.loop("vicreg", total_steps=EPOCHS * steps_per_epoch, batch_size=BATCH_SIZE,
-                  log_every=100, eval_every=10 * steps_per_epoch,
-                  eval_steps=40,  # 10k test images
-                  checkpoint_every=5 * steps_per_epoch, keep_checkpoints=3)
-  c.data, c.model = base.data, base.model
-
-  c.augment = ml_collections.ConfigDict()
-  c.augment.preset = "byol"  # jitter 0.4/0.4/0.2/0.1 as solo-learn's VICReg views
-  c.augment.strength = 1.0
-  c.augment.crop_min_scale = 0.2
-  c.augment.blur = False
-  c.augment.flip = True
-
-  c.head = ml_collections.ConfigDict()
-  c.head.hidden_dim = 2048
-  c.head.out_dim = 2048
-  c.head.num_layers = 3
+  c, steps_per_epoch = simclr_cifar10_resnet18.base("vicreg", batch_size=256, epochs=1000)
+  # byol: jitter 0.4/0.4/0.2/0.1 as solo-learn's VICReg views
+  c.augment = common.augment("byol", crop_min_scale=0.2, blur=False)
+  c.head = common.head(2048, 2048, num_layers=3)
 
   c.vicreg = ml_collections.ConfigDict()
   c.vicreg.invariance_weight = 25.0
@@ -57,5 +38,4 @@ def get_config():
   c.vicreg.covariance_weight = 1.0
 
   c.optim = common.lars(0.3, warmup_steps=10 * steps_per_epoch, weight_decay=1e-4)
-  c.mesh = common.mesh()
   return c
