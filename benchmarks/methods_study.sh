@@ -5,7 +5,8 @@
 # probe, kNN (k=20) and 10-shot (mean +- std over 3 draws); MAE also by fine-tuning, its
 # standard protocol. Raw pixels and a random-init encoder of each shape are the baselines.
 # One JSON line per pretraining (wall seconds) and per evaluation; benchmarks/methods_table.py
-# turns them into the table. Finished runs are reused, so an interrupted study resumes.
+# turns them into the table. Finished runs and evaluations are reused, so an interrupted
+# study resumes.
 #   usage: bash benchmarks/methods_study.sh RUNS_DIR [STEPS] | tee RUNS_DIR/study.jsonl
 #          python benchmarks/methods_table.py RUNS_DIR/study.jsonl
 set -euo pipefail
@@ -30,9 +31,18 @@ pretrain() {  # RUN CONFIG [FLAGS...]
   echo "{\"run\": \"$1\", \"split\": \"pretrain\", \"steps\": $STEPS, \"seconds\": $(cat "$RUNS/$1.done")}"
 }
 
-evaluate() {  # RUN PROTOCOL [FLAGS...]
-  "$PY" -m ssl_jax.evaluate --workdir "$RUNS/$1" --protocol "$2" "${@:3}" \
-    2> "$RUNS/$1.$2.log" | tail -n 1 | sed "s|^{|{\"run\": \"$1\", |"
+evaluate() {  # RUN PROTOCOL [FLAGS...]: a failure is reported as a line, and the study goes on
+  local out
+  if [ ! -s "$RUNS/$1.$2.json" ]; then
+    if out=$("$PY" -m ssl_jax.evaluate --workdir "$RUNS/$1" --protocol "$2" "${@:3}" \
+             2> "$RUNS/$1.$2.log"); then
+      echo "$out" | tail -n 1 | sed "s|^{|{\"run\": \"$1\", |" > "$RUNS/$1.$2.json"
+    else
+      echo "{\"run\": \"$1\", \"split\": \"$2\", \"error\": \"see $RUNS/$1.$2.log\"}"
+      return
+    fi
+  fi
+  cat "$RUNS/$1.$2.json"
 }
 
 for encoder in resnet18 vit_tiny; do

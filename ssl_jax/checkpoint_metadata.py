@@ -36,14 +36,16 @@ NAMES = {
     "model.attention": ATTENTION_CHOICES,
     "model.matmul": MATMUL_CHOICES,
     "data.tokenizer": ("bytes", "sentencepiece", "words"),
+    "model.size": ("", "tiny", "small", "base", "large"),
 }
 PATTERNS = {
     "data.name": _TFDS_NAME, "data.train_split": _SPLIT, "data.eval_split": _SPLIT,
     "data.probe_split": _SPLIT, "data.text_key": _IDENT,
 }
 SIZES = {  # field: (smallest, largest) integer accepted
-    "model.num_layers": (1, 1024), "model.depth": (1, 1024), "model.width": (1, 2 ** 16),
-    "model.num_heads": (1, 1024), "model.max_len": (1, 2 ** 20), "model.patch_size": (1, 1024),
+    # A ViT's depth, width and num_heads may be 0: its model.size preset decides them.
+    "model.num_layers": (1, 1024), "model.depth": (0, 1024), "model.width": (0, 2 ** 16),
+    "model.num_heads": (0, 1024), "model.max_len": (1, 2 ** 20), "model.patch_size": (1, 1024),
     "data.seq_len": (1, 2 ** 20), "data.vocab_size": (0, 2 ** 24), "data.image_size": (1, 8192),
     "batch_size": (1, 2 ** 20), "eval_steps": (1, 2 ** 31 - 1), "seed": (0, 2 ** 32 - 1),
 }

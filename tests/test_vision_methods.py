@@ -102,9 +102,11 @@ def test_mae_trains_and_fine_tunes(data_dir, tmp_path):
   from conftest import metric_rows, run_cli
   from ssl_jax import train
   workdir = str(tmp_path / "mae")
+  # The ViT-tiny preset, one block deep: the checkpoint records width and heads as 0.
   config = load_config("mae_digits", **{
-      "data.data_dir": data_dir, **TINY_VIT, **METHODS["mae"], "total_steps": 2,
-      "log_every": 1, "eval_every": 2, "checkpoint_every": 2})
+      "data.data_dir": data_dir, **TINY_VIT, "model.size": "tiny", "model.width": 0,
+      "model.num_heads": 0, **METHODS["mae"], "total_steps": 2, "log_every": 1,
+      "eval_every": 2, "checkpoint_every": 2})
   train.train(config, workdir)
   assert [r["step"] for r in metric_rows(workdir) if r["split"] == "train"] == [1, 2]
   out = run_cli("ssl_jax.evaluate", "--workdir", workdir, "--protocol", "finetune",
