@@ -81,7 +81,8 @@ BAD_FIELDS = [
     ("simclr_digits", {"model.width": 0}, "width must be positive for a ResNet"),
     ("simclr_digits", {"model.name": "vit", "model.size": "huge"}, "model.size must be one of"),
     ("mae_digits", {"model.name": "resnet"}, "model.name must be one of vit"),
-    ("dino_digits", {"augment.local_crop_min_scale": 0.5}, "local crops are the small ones"),
+    ("dino_digits", {"augment.local_crops": 2, "augment.local_crop_min_scale": 0.5},
+     "local crops are the small ones"),
     ("simclr_digits", {"model.depth": 19}, "is not a ResNet depth"),  # task check
     ("simclr_digits", {"model.dtype": "float64"}, "model.dtype must be one of float32, bfloat16"),
     ("simclr_digits", {"data.probe_split": ""}, "data.probe_split must not be empty"),
