@@ -16,12 +16,17 @@ def patchify(images_BxHxWxC, patch_size: int):
   return x.reshape(B, (H // p) * (W // p), p * p * C)
 
 
+def keep_count(num_patches: int, mask_ratio: float) -> int:
+  """How many patches each example keeps visible (at least one)."""
+  return max(1, int(round(num_patches * (1.0 - mask_ratio))))
+
+
 def random_keep(keys_B, num_patches: int, mask_ratio: float):
   """(keep_BxK, mask_BxN): the indices of the K visible patches of each example (a random
   subset drawn from its own key) and a mask that is 1 on the hidden patches."""
-  keep_count = max(1, int(round(num_patches * (1.0 - mask_ratio))))
+  K = keep_count(num_patches, mask_ratio)
   noise_BxN = jax.vmap(lambda k: jax.random.uniform(k, (num_patches,)))(keys_B)
-  keep_BxK = jnp.argsort(noise_BxN, axis=-1)[:, :keep_count]
+  keep_BxK = jnp.argsort(noise_BxN, axis=-1)[:, :K]
   B = keep_BxK.shape[0]
   mask_BxN = jnp.ones((B, num_patches)).at[jnp.arange(B)[:, None], keep_BxK].set(0.0)
   return keep_BxK, mask_BxN

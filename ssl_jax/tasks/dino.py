@@ -14,7 +14,6 @@ import jax.numpy as jnp
 
 from ssl_jax.data import augment
 from ssl_jax.errors import ConfigError
-from ssl_jax.models import encoders
 from ssl_jax.models.heads import DINOHead, EncoderWithHead
 from ssl_jax.models.inputs import apply_model, model_input, split_variables
 from ssl_jax.objectives import dino, teacher
@@ -45,13 +44,12 @@ def _collections(batch_stats):
 def dino_task(config, axis_name: str | None = None) -> Task:
   validate(config)
   a, d, h = config.augment, config.dino, config.head
-  setup = image_setup(config, axis_name)
-  S = setup.image_size
-  encoder = encoders.image_encoder(config.model, bn_axis_name=axis_name,
-                                   pos_grid=S // config.model.patch_size
-                                   if config.model.name == "vit" else 0)
-  hidden = h.hidden_dim or encoder.features_dim
-  student = EncoderWithHead(encoder, DINOHead(hidden, h.out_dim, d.num_prototypes, h.num_layers))
+  S = config.data.image_size
+  setup = image_setup(config, axis_name,
+                      pos_grid=S // config.model.patch_size if config.model.name == "vit" else 0)
+  hidden = h.hidden_dim or setup.encoder.features_dim
+  student = EncoderWithHead(setup.encoder,
+                            DINOHead(hidden, h.out_dim, d.num_prototypes, h.num_layers))
   local_spec = augment.local_view(setup.views[0], a.local_crop_min_scale)
 
   def temperature(step):

@@ -45,12 +45,8 @@ def mae_task(config, axis_name: str | None = None) -> Task:
                        m.decoder_heads, dtype=jnp.dtype(config.model.dtype),
                        matmul=layers.resolve_backends(config.model)["matmul"])
   model = MAE(setup.encoder, decoder)
-  keep_count = int(jax.eval_shape(
-      lambda: mae.random_keep(jax.random.split(jax.random.key(0), 1), num_patches,
-                              m.mask_ratio)[0]).shape[1])
-
   def init(key):
-    keep = jnp.tile(jnp.arange(keep_count), (1, 1))
+    keep = jnp.arange(mae.keep_count(num_patches, m.mask_ratio))[None]
     return model.init(key, jnp.zeros((1, S, S, 3)), keep, train=False)["params"], {}
 
   def forward(params, key, images):

@@ -48,8 +48,9 @@ def validate(config):
                       f"{config.augment.preset!r} gives {len(views)}.")
 
 
-def image_setup(config, axis_name: str | None) -> ImageSetup:
-  """axis_name: the device axis batch norm averages over (tasks.make_task)."""
+def image_setup(config, axis_name: str | None, pos_grid: int = 0) -> ImageSetup:
+  """axis_name: the device axis batch norm averages over (tasks.make_task); pos_grid: a
+  ViT's position grid when it also sees other image sizes (DINO's small crops)."""
   # Data modules (TFDS, grain) load here only, so the loss pieces above and below import
   # with jax/flax/optax alone (device checks, benchmarks).
   from ssl_jax.data import images, pipeline
@@ -57,7 +58,7 @@ def image_setup(config, axis_name: str | None) -> ImageSetup:
   if config.batch_size < 2:
     raise ConfigError("batch_size must be at least 2: contrastive losses need negatives.")
   encoders.check_image_size(config.model, d.image_size)
-  encoder = encoders.image_encoder(config.model, bn_axis_name=axis_name)
+  encoder = encoders.image_encoder(config.model, bn_axis_name=axis_name, pos_grid=pos_grid)
   views = view_specs(config)
   data = images.load(d)  # DataError with instructions if a dataset is missing
   count, load_rows = images.image_loader(data.train, d.image_size)
