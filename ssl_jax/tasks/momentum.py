@@ -13,11 +13,11 @@ import jax.numpy as jnp
 
 from ssl_jax.errors import ConfigError
 from ssl_jax.models.heads import EncoderWithHead, ProjectionHead
-from ssl_jax.models.inputs import apply_model, model_input, split_variables
+from ssl_jax.models.inputs import apply_model, split_variables
 from ssl_jax.objectives import byol, mocov3, teacher
 from ssl_jax.tasks import Task
-from ssl_jax.tasks.vision import (EVAL_KEY_SEED, image_metadata, image_setup, mean_metrics_eval,
-                                  two_views, unpair, validate)  # noqa: F401 (tasks.validate)
+from ssl_jax.tasks.vision import (image_metadata, image_setup, two_view_fns, unpair,
+                                  validate)  # noqa: F401 (tasks.validate)
 
 
 def byol_task(config, axis_name: str | None = None) -> Task:
@@ -88,20 +88,10 @@ def _online_target_task(config, axis_name, loss, base_momentum: float, projector
     t1, t2 = unpair(zt)
     return loss(p1, p2, t1, t2), new_state
 
-  def loss_fn(params, model_state, batch, rng):
-    x = model_input(two_views(rng, batch["image"], setup.views, S, axis_name))
-    (value, metrics), model_state = forward(params, model_state, x, train=True)
-    return value, (metrics, model_state)
-
   def after_update(params, model_state, step):
     return teacher.follow(model_state, params["online"], step, config.total_steps, base_momentum)
 
-  def eval_metrics(params, model_state, batch):
-    key = jax.random.key(EVAL_KEY_SEED)
-    x = model_input(two_views(key, batch["image"], setup.views, S, axis_name))
-    return forward(params, model_state, x, train=False)[0][1]
-
-  eval_sums, finalize_eval = mean_metrics_eval(eval_metrics)
+  loss_fn, eval_sums, finalize_eval = two_view_fns(forward, setup.views, S, axis_name)
 
   return Task(init=init, loss_fn=loss_fn, eval_sums=eval_sums, finalize_eval=finalize_eval,
               train_data=setup.train_data, eval_data=setup.eval_data,

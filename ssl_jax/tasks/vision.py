@@ -120,6 +120,23 @@ def mean_metrics_eval(metrics_fn):
   return eval_sums, finalize_eval
 
 
+def two_view_fns(forward, views, image_size: int, axis_name=None):
+  """(loss_fn, eval_sums, finalize_eval) of a two-view method given its
+  forward(params, model_state, views_2BxSxSxC, train) -> ((loss, metrics), model_state).
+  Evaluation draws its views from a fixed key."""
+  def loss_fn(params, model_state, batch, rng):
+    x = model_input(two_views(rng, batch["image"], views, image_size, axis_name))
+    (value, metrics), model_state = forward(params, model_state, x, train=True)
+    return value, (metrics, model_state)
+
+  def eval_metrics(params, model_state, batch):
+    key = jax.random.key(EVAL_KEY_SEED)
+    x = model_input(two_views(key, batch["image"], views, image_size, axis_name))
+    return forward(params, model_state, x, train=False)[0][1]
+
+  return (loss_fn, *mean_metrics_eval(eval_metrics))
+
+
 def unpair(z_2BxD):
   z_Bx2xD = z_2BxD.reshape(-1, 2, z_2BxD.shape[-1])
   return z_Bx2xD[:, 0], z_Bx2xD[:, 1]
