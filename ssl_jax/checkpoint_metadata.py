@@ -37,10 +37,21 @@ NAMES = {
     "model.matmul": MATMUL_CHOICES,
     "data.tokenizer": ("bytes", "sentencepiece", "words"),
     "model.size": ("", "tiny", "small", "base", "large"),
+    # A two-tower run's other tower (tasks/two_tower.py).
+    "pair_model.name": ("shared", "gpt", "bert", "vit", "resnet"),
+    "pair_model.dtype": ("float32", "bfloat16", "float16"),
+    "pair_model.position": ("learned", "rope"),
+    "pair_model.stem": ("cifar", "imagenet"),
+    "pair_model.pool": ("cls", "mean"),
+    "pair_model.attention": ATTENTION_CHOICES,
+    "pair_model.matmul": MATMUL_CHOICES,
+    "pair_model.size": ("", "tiny", "small", "base", "large"),
 }
 PATTERNS = {
     "data.name": _TFDS_NAME, "data.train_split": _SPLIT, "data.eval_split": _SPLIT,
-    "data.probe_split": _SPLIT, "data.text_key": _IDENT,
+    "data.probe_split": _SPLIT,
+    # Feature names; nested ones ("captions/text") in TFDS captioning datasets.
+    "data.text_key": _ENCODER_PATH, "data.image_key": _ENCODER_PATH,
 }
 SIZES = {  # field: (smallest, largest) integer accepted
     # A ViT's depth, width and num_heads may be 0: its model.size preset decides them.
@@ -48,10 +59,15 @@ SIZES = {  # field: (smallest, largest) integer accepted
     "model.num_heads": (0, 1024), "model.max_len": (1, 2 ** 20), "model.patch_size": (1, 1024),
     "data.seq_len": (1, 2 ** 20), "data.vocab_size": (0, 2 ** 24), "data.image_size": (1, 8192),
     "batch_size": (1, 2 ** 20), "eval_steps": (1, 2 ** 31 - 1), "seed": (0, 2 ** 32 - 1),
+    "data.text_len": (1, 2 ** 20), "data.pair_len": (1, 2 ** 20), "towers.embed_dim": (1, 2 ** 16),
+    "pair_model.num_layers": (1, 1024), "pair_model.depth": (0, 1024),
+    "pair_model.width": (0, 2 ** 16), "pair_model.num_heads": (0, 1024),
+    "pair_model.max_len": (1, 2 ** 20), "pair_model.patch_size": (1, 1024),
 }
 FRACTIONS = ("model.dropout",)  # floats in [0, 1]
 POSITIVES = ("model.layer_norm_eps",)  # numbers above 0
 TOP_LEVEL_SIZES = {"vocab_size": (1, 2 ** 24), "num_classes": (2, 10 ** 6),
+                   "text_vocab_size": (1, 2 ** 24), "pair_vocab_size": (1, 2 ** 24),
                    "image_size": (1, 8192), "mask_id": (0, 2 ** 24), "step": (0, 2 ** 62)}
 MAX_DEPTH, MAX_STRING, MAX_LIST = 8, 4096, 10_000
 MAX_TOKENIZER_BYTES = 64 * 2 ** 20

@@ -11,10 +11,13 @@ import os
 from ssl_jax import storage
 from ssl_jax.errors import ConfigError
 from ssl_jax.models.layers import ATTENTION_CHOICES, MATMUL_CHOICES
-from ssl_jax.tasks import IMAGE_OBJECTIVES, TASKS
+from ssl_jax.tasks import IMAGE_OBJECTIVES, TASKS, TWO_TOWER_OBJECTIVES
 
 STDLIB_SOURCE = "stdlib"  # data.source naming the interpreter's standard library
-LOCAL_DATASETS = ("local_text", "image_folder")  # data.name values that read data.source
+# data.name values that read data.source, and what it names.
+LOCAL_DATASETS = {"local_text": "a glob of text files", "image_folder": "a folder of images",
+                  "code_pairs": "a glob of Python files (or 'stdlib')",
+                  "image_text_folder": "a folder of images with same-named .txt captions"}
 DTYPES = ("float32", "bfloat16")
 
 
@@ -68,6 +71,8 @@ RULES = {
     "data.vocab_size": NON_NEGATIVE_INT,
     "data.seq_len": POSITIVE_INT,
     "data.image_size": _number(lambda v: v >= 8, "must be an integer of at least 8", integer=True),
+    "data.text_len": POSITIVE_INT,
+    "data.pair_len": POSITIVE_INT,
     "model.name": one_of("gpt", "bert", "lstm", "resnet", "vit"),
     "model.num_layers": POSITIVE_INT,
     "model.num_heads": POSITIVE_INT,
@@ -130,6 +135,21 @@ RULES = {
     "optim.weight_decay": NON_NEGATIVE,
     "optim.grad_clip": NON_NEGATIVE,  # 0: no clipping
     "mesh.fsdp": POSITIVE_INT,
+    "towers.embed_dim": POSITIVE_INT,
+    "pair_model.name": one_of("shared", "gpt", "bert", "vit", "resnet"),
+    "pair_model.num_layers": POSITIVE_INT,
+    "pair_model.num_heads": NON_NEGATIVE_INT,  # 0: a ViT's size preset decides
+    "pair_model.width": NON_NEGATIVE_INT,
+    "pair_model.depth": NON_NEGATIVE_INT,
+    "pair_model.size": one_of("", "tiny", "small", "base", "large"),
+    "pair_model.patch_size": POSITIVE_INT,
+    "pair_model.pool": one_of("mean", "cls"),
+    "pair_model.max_len": POSITIVE_INT,
+    "pair_model.dropout": FRACTION,
+    "pair_model.dtype": one_of(*DTYPES),
+    "pair_model.position": one_of("learned", "rope"),
+    "pair_model.attention": one_of(*ATTENTION_CHOICES),
+    "pair_model.matmul": one_of(*MATMUL_CHOICES),
 }
 
 # Fields added after runs were recorded, with the value those runs had (run.json and
@@ -153,6 +173,9 @@ OBJECTIVE_RULES = {
     "masked_lm": {"model.name": one_of("bert")},
     **{name: _CONTRASTIVE for name in IMAGE_OBJECTIVES},
     "mae": {**_CONTRASTIVE, "model.name": one_of("vit")},  # masking needs patches
+    # model is the text tower; pair_model the other side (tasks/two_tower.py).
+    **{name: {"model.name": one_of("gpt", "bert"), "batch_size": _CONTRASTIVE["batch_size"]}
+       for name in TWO_TOWER_OBJECTIVES},
 }
 
 
@@ -177,7 +200,7 @@ def _problems(config) -> list[str]:
   _, data_name = _lookup(config, "data.name")
   found, source = _lookup(config, "data.source")
   if data_name in LOCAL_DATASETS and found and not str(source).strip():
-    what = "a glob of text files" if data_name == "local_text" else "a folder of images"
+    what = LOCAL_DATASETS[data_name]
     out.append(f"data.source must name {what} when data.name={data_name!r}; it is empty.")
   _, tokenizer = _lookup(config, "data.tokenizer")
   _, vocab = _lookup(config, "data.vocab_size")

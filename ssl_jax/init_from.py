@@ -191,12 +191,28 @@ def _example(entry) -> str:
   return f"{name}{list(shape)}" + (f"<-{list(other[0])}" if other else "")
 
 
+def _part_candidates(source: Source, part: str) -> list[tuple[str, dict]]:
+  """The source's encoder (a language model's whole model) placed at `part` of the run."""
+  placed = {}
+  for collection, tree in source.variables.items():
+    sub = _subtree(tree, source.encoder_path) if source.encoder_path else tree
+    if isinstance(sub, dict):
+      placed.update(_flatten(sub, f"{collection}/{part}/"))
+  return [(f"encoder placed at {part}", placed)]
+
+
 def match(target_shapes: dict, target_encoder_path: str | None, source: Source,
-          strict: bool = True) -> tuple[dict, Report]:
+          strict: bool = True, part: str | None = None) -> tuple[dict, Report]:
   """({name: array to load}, Report) for a run whose variables have `target_shapes`
-  ({"collection/a/b": shape}). ConfigError (strict) when nothing matches or shapes conflict."""
+  ({"collection/a/b": shape}). ConfigError (strict) when nothing matches or shapes conflict.
+  part: load the source's encoder into this subtree of the run only (one of two towers)."""
   best = None
-  for how, flat in _candidates(source, target_encoder_path):
+  if part is not None:
+    target_shapes = {n: s for n, s in target_shapes.items()
+                     if n.split("/", 1)[1].startswith(part + "/")}
+  candidates = (_part_candidates(source, part) if part is not None
+                else _candidates(source, target_encoder_path))
+  for how, flat in candidates:
     same = [n for n in target_shapes if n in flat]
     if best is None or len(same) > len(best[2]):
       best = (how, flat, same)
@@ -259,20 +275,37 @@ class Plan:
 
 
 def plan(config, abstract_state, task_metadata: dict, workdir: str) -> Plan | None:
-  """The train loop's hook: None unless config.init_from is set and the workdir has no
-  checkpoint to resume (resuming always wins); else the Plan, or ConfigError."""
-  if not config.get("init_from"):
+  """The train loop's hook: None unless config.init_from (or a part the task names in
+  metadata["init_parts"], {subtree: spec}, e.g. one tower of two) is set and the workdir
+  has no checkpoint to resume (resuming always wins); else the Plan, or ConfigError."""
+  requests = [(config.init_from, None)] if config.get("init_from") else []
+  requests += [(spec, part) for part, spec in task_metadata.get("init_parts", {}).items()
+               if spec]
+  if not requests:
     return None
   if storage.isdir(storage.join(workdir, "checkpoints")) and storage.listdir(
       storage.join(workdir, "checkpoints")):
     return None
   names, leaves, _ = _named_leaves(abstract_state)
-  source = read(config.init_from)
-  arrays, report = match({n: tuple(leaf.shape) for n, leaf in zip(names, leaves)},
-                         task_metadata.get("encoder_path"), source,
-                         bool(config.get("init_from_strict", True)))
-  report.notes = computation_differences(source.config.get("model", {}), config.model)
-  return Plan(arrays, report)
+  shapes = {n: tuple(leaf.shape) for n, leaf in zip(names, leaves)}
+  arrays, reports = {}, []
+  for spec, part in requests:
+    source = read(spec)
+    loaded, report = match(shapes, task_metadata.get("encoder_path"), source,
+                           bool(config.get("init_from_strict", True)), part=part)
+    # The config group holding the model fields of that part ("model" for the whole run).
+    model = config.get(task_metadata.get("part_models", {}).get(part, "model"), {})
+    report.notes = computation_differences(source.config.get("model", {}), model)
+    arrays.update(loaded)
+    reports.append(report)
+  return Plan(arrays, reports[0] if len(reports) == 1 else _merged(reports))
+
+
+def _merged(reports: list) -> Report:
+  """One report of several parts' loads."""
+  return Report(" + ".join(r.source for r in reports), "; ".join(r.how for r in reports),
+                *[sum((getattr(r, f) for r in reports), []) for f in
+                  ("loaded", "new", "mismatched", "unused", "notes")])
 
 
 # Model fields that change what the same weights compute without changing their shapes.

@@ -29,6 +29,8 @@ PROTOCOLS = {
     "fewshot": "ssl_jax.evaluate.fewshot:run",
     "finetune": "ssl_jax.evaluate.finetune:run",
     "perplexity": "ssl_jax.evaluate.perplexity:run",
+    "retrieval": "ssl_jax.evaluate.retrieval:run",  # two-tower runs (CLIP, SigLIP)
+    "zeroshot": "ssl_jax.evaluate.zeroshot:run",  # image-text runs, class-name prompts
 }
 
 from ssl_jax.tasks import IMAGE_OBJECTIVES  # noqa: E402
@@ -68,6 +70,10 @@ class Options:
   probe_epochs: int = 90
   probe_lr: float = 0.1
   probe_batch_size: int = 256
+  # The retrieval protocol: print this many queries with their top matches.
+  show: int = 0
+  # The zeroshot protocol: the text each class name is put into.
+  prompt: str = "a photo of a {}."
 
 
 @dataclasses.dataclass
@@ -182,6 +188,10 @@ def options_error(options) -> str | None:
   if not options.feature_memory_mb >= 0:  # also refuses NaN
     return (f"--feature_memory_mb must be 0 (always on disk) or more; got "
             f"{options.feature_memory_mb}.")
+  if options.show < 0:
+    return f"--show must be 0 or a positive number of queries; got {options.show}."
+  if options.prompt.count("{}") != 1:
+    return f"--prompt must hold one {{}} where the class name goes; got {options.prompt!r}."
   if not -2 ** 63 <= options.seed < 2 ** 63:
     return f"--seed must be a 64-bit integer; got {options.seed}."
   return None

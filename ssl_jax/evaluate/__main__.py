@@ -1,5 +1,5 @@
 """python -m ssl_jax.evaluate (--workdir DIR | --init_from PATH [--workdir DIR])
-    --protocol linear|linear_sgd|knn|fewshot|finetune|perplexity
+    --protocol linear|linear_sgd|knn|fewshot|finetune|perplexity|retrieval|zeroshot
     [--dataset stdlib|packages:DIR|images:DIR|tfds:NAME] [--data_dir DIR]
     [--data_source GLOB_OR_DIR]
 
@@ -58,6 +58,10 @@ _PROBE_LR = flags.DEFINE_float("probe_lr", _DEFAULTS.probe_lr,
                                "Peak SGD learning rate of the linear_sgd probe (cosine decay).")
 _PROBE_BATCH = flags.DEFINE_integer("probe_batch_size", _DEFAULTS.probe_batch_size,
                                     "Batch size of the linear_sgd probe.")
+_SHOW = flags.DEFINE_integer("show", _DEFAULTS.show, "retrieval: print this many queries "
+                             "(each direction) with their top matches before the results.")
+_PROMPT = flags.DEFINE_string("prompt", _DEFAULTS.prompt, "zeroshot: the text each class name "
+                              "is put into, at its {}.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", _DEFAULTS.data_dir, "TFDS data directory (default: $TFDS_DATA_DIR or "
     "~/tensorflow_datasets). Never read from the checkpoint.")
@@ -65,7 +69,8 @@ _DATA_DIR = flags.DEFINE_string(
 USAGE = ("Usage: python -m ssl_jax.evaluate (--workdir DIR | --init_from PATH) --protocol "
          f"{'|'.join(evaluate.PROTOCOLS)} [--dataset stdlib|packages:DIR|images:DIR|tfds:NAME] "
          "[--data_dir DIR] [--data_source GLOB_OR_DIR] [--baselines=false] [--seed S] "
-         "[--probe_epochs E --probe_lr LR --probe_batch_size B] [--feature_memory_mb MB]")
+         "[--probe_epochs E --probe_lr LR --probe_batch_size B] [--feature_memory_mb MB] "
+         "[--show N] [--prompt 'a photo of a {}.']")
 
 
 def main(argv):
@@ -83,7 +88,7 @@ def main(argv):
       data_source=_DATA_SOURCE.value, data_dir=_DATA_DIR.value, dataset=_DATASET.value,
       feature_memory_mb=_FEATURE_MB.value, probe_epochs=_PROBE_EPOCHS.value,
       probe_lr=_PROBE_LR.value, probe_batch_size=_PROBE_BATCH.value,
-      init_from=_INIT_FROM.value)
+      init_from=_INIT_FROM.value, show=_SHOW.value, prompt=_PROMPT.value)
   problem = evaluate.options_error(options)
   workdir = None
   try:

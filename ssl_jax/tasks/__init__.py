@@ -43,8 +43,12 @@ TASKS = {
     "barlow_twins": "ssl_jax.tasks.joint_embedding:barlow_twins_task",
     "vicreg": "ssl_jax.tasks.joint_embedding:vicreg_task",
     "simsiam": "ssl_jax.tasks.joint_embedding:simsiam_task",
+    "clip": "ssl_jax.tasks.two_tower:clip_task",
+    "siglip": "ssl_jax.tasks.two_tower:siglip_task",
 }
 # The image objectives: their checkpoints hold an image encoder at metadata["encoder_path"].
+# The two-tower objectives: their checkpoints are evaluated by --protocol retrieval/zeroshot.
+TWO_TOWER_OBJECTIVES = ("clip", "siglip")
 IMAGE_OBJECTIVES = ("simclr", "byol", "mocov3", "dino", "mae", "barlow_twins", "vicreg",
                     "simsiam")
 
