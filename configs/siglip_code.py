@@ -24,12 +24,15 @@ def base(objective: str):
   c.data.eval_split = "validation"
   c.data.tokenizer = "bytes"  # as configs/bert_tiny.py, so its encoder can start the tower
   c.data.vocab_size = 0
-  c.data.text_len = 96  # bytes of the docstring's first paragraph
-  c.data.pair_len = 256  # bytes of the code, signature first
+  c.data.text_len = 64  # bytes of the docstring summary (three in four are shorter)
+  c.data.pair_len = 160  # bytes of the code: its signature and first lines
 
   c.model = gpt_tiny.get_config().model  # the text tower: BERT blocks of bert_tiny's shape
   c.model.name = "bert"
   c.model.mlm_head = "tied"
+  # Token embeddings start at std 0.5, not GPT-2's 0.02: from 0.02 the towers map every
+  # input to the same point within the first 20 steps (tasks/two_tower.py).
+  c.model.embed_init_std = 0.5
   c.pair_model = ml_collections.ConfigDict()
   c.pair_model.name = "shared"  # or "bert"/"gpt" with the model fields: a tower of its own
 
@@ -40,7 +43,13 @@ def base(objective: str):
   c.towers.text_init_from = ""
   c.towers.pair_init_from = ""
 
-  c.optim = common.adamw(1e-3, warmup_steps=50, weight_decay=0.1)
+  if objective == "siglip":
+    c.siglip = ml_collections.ConfigDict()
+    # The bias starts near -log(batch size), where 31 negatives weigh as much as the one
+    # positive; the paper's -10 is meant for batches of thousands.
+    c.siglip.init_bias = -4.0
+
+  c.optim = common.adamw(3e-4, warmup_steps=50, weight_decay=0.1)
   c.mesh = common.mesh()
   return c
 

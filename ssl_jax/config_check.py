@@ -91,6 +91,8 @@ RULES = {
     "model.matmul": one_of(*MATMUL_CHOICES),
     "model.mlm_head": one_of("tied", "transform"),
     "model.layer_norm_eps": POSITIVE,
+    "model.embed_init_std": POSITIVE,
+    "pair_model.embed_init_std": POSITIVE,
     "head.hidden_dim": NON_NEGATIVE_INT,  # 0: the encoder's feature size
     "head.out_dim": POSITIVE_INT,
     "head.num_layers": POSITIVE_INT,
@@ -136,6 +138,7 @@ RULES = {
     "optim.grad_clip": NON_NEGATIVE,  # 0: no clipping
     "mesh.fsdp": POSITIVE_INT,
     "towers.embed_dim": POSITIVE_INT,
+    "siglip.init_bias": _number(lambda v: abs(v) <= 100, "must be in [-100, 100]"),
     "pair_model.name": one_of("shared", "gpt", "bert", "vit", "resnet"),
     "pair_model.num_layers": POSITIVE_INT,
     "pair_model.num_heads": NON_NEGATIVE_INT,  # 0: a ViT's size preset decides
@@ -156,7 +159,7 @@ RULES = {
 # checkpoints without them resume and evaluate as before).
 ADDED_FIELDS = {"model.attention": "auto", "model.matmul": "auto", "init_from": "",
                 "init_from_strict": True, "model.mlm_head": "tied",
-                "model.layer_norm_eps": 1e-6}
+                "model.layer_norm_eps": 1e-6, "model.embed_init_std": 0.02}
 
 # What one objective needs beyond RULES (a field here replaces its RULES entry).
 _CONTRASTIVE = {

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ssl_jax import storage
 from ssl_jax.data import fingerprint, images, pair_builders, pipeline, prepare, tokenizers
 from ssl_jax.data.prepare import data_dir
-from ssl_jax.data.text import _local_copy
+from ssl_jax.data.text import local_copy
 from ssl_jax.errors import ConfigError, DataError
 
 CODE = "code_pairs"
@@ -126,7 +126,7 @@ def open_split(cfg, split: str):
 
 def _cached(path: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
   """The array at path (a .npy, local or URL), computed and saved once, memory-mapped."""
-  local = _local_copy(path) if storage.is_url(path) else path
+  local = local_copy(path) if storage.is_url(path) else path
   if not os.path.exists(local):
     os.makedirs(os.path.dirname(local), exist_ok=True)
     if local != path and storage.exists(path):

@@ -51,7 +51,7 @@ def _tokenize_split(source, key, tok, path) -> np.ndarray:
 
   A cache in object storage is copied to a local one first (a URL cannot be mapped).
   """
-  local = _local_copy(path) if storage.is_url(path) else path
+  local = local_copy(path) if storage.is_url(path) else path
   if os.path.exists(local):
     return np.load(local, mmap_mode="r")
   if local != path and storage.exists(path):
@@ -74,7 +74,7 @@ def _tokenize_split(source, key, tok, path) -> np.ndarray:
   return np.load(local, mmap_mode="r")
 
 
-def _local_copy(url: str) -> str:
+def local_copy(url: str) -> str:
   """Where this host keeps its copy of a token cache that lives at url."""
   digest = hashlib.sha1(url.encode()).hexdigest()[:16]
   return os.path.join(os.path.expanduser("~/.cache/ssl_jax/tokens"),

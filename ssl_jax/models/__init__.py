@@ -21,6 +21,7 @@ def language_model(cfg, vocab_size: int, decode: bool = False, platform: str | N
                        decode=decode, remat=cfg.remat, dtype=dtype,
                        mlm_head=cfg.get("mlm_head", "tied"),
                        layer_norm_eps=cfg.get("layer_norm_eps", 1e-6),
+                       embed_init_std=cfg.get("embed_init_std", 0.02),
                        **layers.resolve_backends(cfg, platform))
   if cfg.name == "lstm":
     from ssl_jax.models.lstm import LSTMLanguageModel

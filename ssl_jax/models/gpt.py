@@ -182,11 +182,16 @@ class Transformer(nn.Module):
   matmul: str = "xla"
   # Of every LayerNorm. 1e-6 is flax's default; Hugging Face GPT-2 and GPT-NeoX use 1e-5.
   layer_norm_eps: float = 1e-6
+  # Of the token embedding at init (GPT-2's 0.02). A contrastive tower trained from scratch
+  # needs a larger one: at 0.02 the first Adam steps on the biases outgrow the tokens and
+  # every input maps to the same features (tasks/two_tower.py).
+  embed_init_std: float = 0.02
 
   def setup(self):
     # dtype: the tied output projection (the largest matmul at GPT-2's vocabulary) runs in
     # the compute dtype; the table itself stays float32.
-    self.embed = nn.Embed(self.vocab_size, self.width, embedding_init=_init, dtype=self.dtype)
+    self.embed = nn.Embed(self.vocab_size, self.width, dtype=self.dtype,
+                          embedding_init=nn.initializers.normal(self.embed_init_std))
     if self.position == "learned":
       self.pos_embed = self.param("pos_embed", _init, (self.max_len, self.width))
     block = nn.remat(Block, static_argnums=(4,)) if self.remat else Block

@@ -77,9 +77,11 @@ def build_model(config, text_vocab: int, pair_vocab: int, axis_name=None) -> Two
     pair = Tower(encoders.image_encoder(p, bn_axis_name=axis_name), text=False)
   else:
     pair = Tower(models.language_model(p, pair_vocab))
-  loss = LOSSES[config.objective]
-  return TwoTower(text, pair, config.towers.embed_dim, init_log_scale=loss.INIT_LOG_SCALE,
-                  init_bias=getattr(loss, "INIT_BIAS", None))
+  bias = None
+  if config.objective == "siglip":  # the paper's -10 suits batches of thousands
+    bias = config.get("siglip", {}).get("init_bias", siglip.INIT_BIAS)
+  return TwoTower(text, pair, config.towers.embed_dim,
+                  init_log_scale=LOSSES[config.objective].INIT_LOG_SCALE, init_bias=bias)
 
 
 def dummy_inputs(config):
