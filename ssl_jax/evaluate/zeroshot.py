@@ -15,8 +15,9 @@ from ssl_jax.evaluate.retrieval import embedder, towers
 
 
 def class_names(source, num_classes: int) -> list[str]:
-  info = getattr(source, "dataset_info", None)
-  names = list(getattr(getattr(info, "features", {}).get("label"), "names", None) or [])
+  features = getattr(getattr(source, "dataset_info", None), "features", None)
+  label = features["label"] if features is not None and "label" in features else None
+  names = list(getattr(label, "names", None) or [])
   if len(names) != num_classes:
     raise DataError(f"The dataset does not name its {num_classes} classes; zero-shot "
                     "classification needs class names to put into the prompts.")
