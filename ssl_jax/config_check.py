@@ -92,7 +92,6 @@ RULES = {
     "model.mlm_head": one_of("tied", "transform"),
     "model.layer_norm_eps": POSITIVE,
     "model.embed_init_std": POSITIVE,
-    "pair_model.embed_init_std": POSITIVE,
     "head.hidden_dim": NON_NEGATIVE_INT,  # 0: the encoder's feature size
     "head.out_dim": POSITIVE_INT,
     "head.num_layers": POSITIVE_INT,
@@ -140,18 +139,13 @@ RULES = {
     "towers.embed_dim": POSITIVE_INT,
     "siglip.init_bias": _number(lambda v: abs(v) <= 100, "must be in [-100, 100]"),
     "pair_model.name": one_of("shared", "gpt", "bert", "vit", "resnet"),
-    "pair_model.num_layers": POSITIVE_INT,
     "pair_model.num_heads": NON_NEGATIVE_INT,  # 0: a ViT's size preset decides
     "pair_model.width": NON_NEGATIVE_INT,
     "pair_model.depth": NON_NEGATIVE_INT,
     "pair_model.size": one_of("", "tiny", "small", "base", "large"),
     "pair_model.patch_size": POSITIVE_INT,
     "pair_model.pool": one_of("mean", "cls"),
-    "pair_model.max_len": POSITIVE_INT,
-    "pair_model.dropout": FRACTION,
     "pair_model.dtype": one_of(*DTYPES),
-    "pair_model.position": one_of("learned", "rope"),
-    "pair_model.attention": one_of(*ATTENTION_CHOICES),
     "pair_model.matmul": one_of(*MATMUL_CHOICES),
 }
 
