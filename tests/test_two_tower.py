@@ -145,9 +145,20 @@ def test_retrieval_from_the_command_line(code_tree, data_dir, tmp_path):
 
 
 def test_zero_shot_from_the_command_line(digits_captions, data_dir, tmp_path):
+  """The image tower starts from a SimCLR run's ViT (towers.pair_init_from); zero-shot
+  classification reads the class names of the digits dataset."""
+  simclr_dir = str(tmp_path / "simclr")
+  train.train(load_config("simclr_digits", **{
+      "data.data_dir": data_dir, "model.name": "vit", "model.depth": 1, "model.width": 8,
+      "model.num_heads": 2, "model.patch_size": 4, "batch_size": 16, "total_steps": 1,
+      "eval_every": 1, "eval_steps": 1, "checkpoint_every": 1}), simclr_dir)
   workdir = str(tmp_path / "siglip_image")
   train.train(image_config(digits_captions, data_dir, **{
-      "total_steps": 2, "eval_every": 2, "checkpoint_every": 2}), workdir)
+      "total_steps": 2, "eval_every": 2, "checkpoint_every": 2,
+      "towers.pair_init_from": simclr_dir}), workdir)
+  report = json.load(open(os.path.join(workdir, "init_from.json")))
+  assert report["how"] == "encoder placed at pair/encoder" and not report["mismatched"]
+  assert report["loaded"] and not report["new"]
   base = ["--workdir", workdir, "--data_source", digits_captions, "--data_dir", data_dir]
   out = run_cli("ssl_jax.evaluate", *base, "--protocol", "zeroshot", "--dataset",
                 "tfds:digits", "--prompt", "a photo of the digit {}", "--max_test_examples",
