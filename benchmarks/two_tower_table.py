@@ -11,7 +11,8 @@ import sys
 ROWS = (("tfidf", "TF-IDF (bag of words, IDF from the training split)"),
         ("random_init", "random init (the SigLIP towers)"),
         ("clip", "CLIP"), ("siglip", "SigLIP"),
-        ("siglip_bert", "SigLIP, text tower from the BERT run"))
+        ("siglip_bert", "SigLIP, text tower from the BERT run"),
+        ("siglip_sp", "SigLIP, sentencepiece tokens (4,096) instead of bytes"))
 DIRECTIONS = (("text_to_code_", "docstring -> code"), ("code_to_text_", "code -> docstring"))
 METRICS = (("recall@1", "R@1"), ("recall@10", "R@10"), ("mrr", "MRR"))
 
@@ -28,8 +29,8 @@ def table(lines: list) -> str:
     else:
       row, prefix = evals.get(run), ""
       wall = f"{seconds[run]} s" if run in seconds else "-"
-      if run == "siglip_bert" and "bert" in seconds:
-        wall = f"{seconds[run]} s (+ BERT {seconds['bert']} s)"
+      if run == "siglip_bert" and run in seconds and "bert" in seconds:
+        wall += f" (+ BERT {seconds['bert']} s)"
     if not row or f"{prefix}text_to_code_mrr" not in row:
       continue
     cells = [f"{row[prefix + d + m]:.3f}" for d, _ in DIRECTIONS for m, _ in METRICS]
