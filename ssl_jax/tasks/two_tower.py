@@ -30,6 +30,7 @@ SHARED = "shared"
 CODE_PAIRS = "code_pairs"  # data/pairs.py: every other data.name pairs text with images
 # Where each tower's encoder sits, and which config group describes it (init_from.plan).
 PARTS = {"text/encoder": "model", "pair/encoder": "pair_model"}
+LOSSES = {"clip": clip, "siglip": siglip}  # config.objective -> its loss module
 
 
 def validate(config):
@@ -104,9 +105,6 @@ def embed_loss(objective: str, x_BxE, y_BxE, log_scale, bias, axis_name=None):
   if objective == "clip":
     return clip.loss(x_BxE, y_BxE, log_scale, axis_name=axis_name)
   return siglip.loss(x_BxE, y_BxE, log_scale, bias, axis_name=axis_name)
-
-
-LOSSES = {"clip": clip, "siglip": siglip}
 
 
 def _start_vocab(spec: str):
