@@ -143,6 +143,9 @@ def test_retrieval_from_the_command_line(code_tree, data_dir, tmp_path):
   listing = out.stdout.splitlines()[:-1]
   assert sum(line.startswith("== ") for line in listing) == 2
   assert sum(line.startswith("query ") for line in listing) == 4
+  # Each query shows where its right match is: marked in the top 3, or its rank below.
+  assert sum(line.startswith("  * ") or "the right one is at rank" in line
+             for line in listing) == 4
   assert metric_rows(workdir)[-1]["split"] == "retrieval"
 
 

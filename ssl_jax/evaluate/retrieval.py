@@ -125,5 +125,9 @@ def show(data, split: str, z: dict, n: int, seed: int):
       for j, score in zip(top[row], scores[row]):
         mark = "*" if j == i else " "
         lines.append(f"  {mark} {score:+.3f}  {_line(shown[candidate][j])}")
+      if i not in top[row]:  # where the right one is (1-based; ties count against it)
+        scores_N = z[candidate] @ z[query][i]
+        rank = int(np.sum(scores_N >= scores_N[i] - ranking.TIE_ATOL))
+        lines.append(f"    the right one is at rank {rank}: {_line(shown[candidate][i])}")
   print("\n".join(lines), flush=True)
   sys.stdout.flush()
