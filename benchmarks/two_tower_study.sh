@@ -5,7 +5,8 @@
 # BERT run; then ranks the 336 held-out pairs with --protocol retrieval, whose baselines are
 # TF-IDF and the same towers at random init; and SigLIP with a sentencepiece vocabulary of
 # 4,096 instead of bytes (lengths in tokens: 32 and 96, which hold more of each docstring and
-# function than 64 and 160 bytes). One JSON line per pretraining (wall seconds)
+# function than 64 and 160 bytes), and with a learning rate of 1e-3 instead of 3e-4. One
+# JSON line per pretraining (wall seconds)
 # and per evaluation; benchmarks/two_tower_table.py turns them into the table. Finished
 # runs and evaluations are reused, so an interrupted study resumes.
 #   usage: bash benchmarks/two_tower_study.sh RUNS_DIR | tee RUNS_DIR/study.jsonl
@@ -49,3 +50,5 @@ evaluate siglip_bert --baselines=false
 pretrain siglip_sp siglip_code --config.data.tokenizer=sentencepiece \
   --config.data.vocab_size=4096 --config.data.text_len=32 --config.data.pair_len=96
 evaluate siglip_sp --baselines=false
+pretrain siglip_lr siglip_code --config.optim.lr=1e-3
+evaluate siglip_lr --baselines=false

@@ -12,7 +12,8 @@ ROWS = (("tfidf", "TF-IDF (bag of words, IDF from the training split)"),
         ("random_init", "random init (the SigLIP towers)"),
         ("clip", "CLIP"), ("siglip", "SigLIP"),
         ("siglip_bert", "SigLIP, text tower from the BERT run"),
-        ("siglip_sp", "SigLIP, sentencepiece tokens (4,096) instead of bytes"))
+        ("siglip_sp", "SigLIP, sentencepiece tokens (4,096) instead of bytes"),
+        ("siglip_lr", "SigLIP, learning rate 1e-3 instead of 3e-4"))
 DIRECTIONS = (("text_to_code_", "docstring -> code"), ("code_to_text_", "code -> docstring"))
 METRICS = (("recall@1", "R@1"), ("recall@10", "R@10"), ("mrr", "MRR"))
 
