@@ -195,3 +195,18 @@ def test_the_table_builder():
   assert rows[2].startswith("| TF-IDF") and "| 0.125 | 0.250 | 0.188 |" in rows[2]
   assert rows[4] == ("| SigLIP | 0.250 | 0.500 | 0.375 | 0.250 | 0.500 | 0.375 | 400 s |")
   assert len(rows) == 7 and rows[-1].startswith("336 held-out pairs")  # no CLIP row
+
+
+def test_shared_or_separate_text_towers(code_tree, data_dir):
+  """pair_model.name="shared" runs code through the text tower (own projection only); a
+  text model name gives the code side a Transformer of its own."""
+  shared = code_config("siglip", code_tree, data_dir)
+  separate = code_config("siglip", code_tree, data_dir)
+  separate.pair_model = separate.model.copy_and_resolve_references()
+  separate.pair_model.num_layers = 2
+  trees = {name: jax.eval_shape(make_task(c).init, jax.random.key(0))[0]
+           for name, c in (("shared", shared), ("separate", separate))}
+  assert "pair" not in trees["shared"] and "pair_proj" in trees["shared"]
+  text, pair = trees["separate"]["text"]["encoder"], trees["separate"]["pair"]["encoder"]
+  assert "block1" in pair and "block1" not in text
+  assert set(trees["separate"]) == set(trees["shared"]) | {"pair"}
