@@ -10,13 +10,10 @@ Loading only decodes and resizes to `data.image_size` (shorter side, then centre
 Augmentation happens later, on device (data/augment.py).
 """
 import dataclasses
-import os
 
 import numpy as np
-import tensorflow_datasets as tfds
 from PIL import Image
 
-from ssl_jax import storage
 from ssl_jax.data import fingerprint, image_builders, pipeline, prepare
 from ssl_jax.data.prepare import data_dir
 from ssl_jax.errors import DataError
@@ -46,14 +43,7 @@ def open_split(cfg, split: str):
            f"--file_format=array_record --data_dir=DIR` and pass --config.data.data_dir=DIR "
            f"(known image datasets: {', '.join(KNOWN_TFDS)}; or data.name={DIGITS!r} / "
            f"{IMAGE_FOLDER!r}).")
-    try:
-      source = tfds.data_source(cfg.name, data_dir=data_dir(cfg), split=split, download=False)
-    except Exception as e:  # tfds raises several types for "not prepared" / "unknown split"
-      folder = storage.join(data_dir(cfg), cfg.name.split(":")[0].split("/")[0])
-      if not storage.isdir(folder):  # tfds's own message is misleading then
-        raise DataError(f"TFDS dataset {cfg.name!r} is not in {data_dir(cfg)}. {how}") from e
-      raise DataError(f"Could not open TFDS dataset {cfg.name!r} split {split!r} in "
-                      f"{data_dir(cfg)}: {e}\n{how}") from e
+    source = prepare.open_tfds(cfg, split, how)
     info = source.dataset_info
   features = info.features
   if "image" not in features or "label" not in features:

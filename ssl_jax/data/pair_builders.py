@@ -22,7 +22,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from ssl_jax.data.image_builders import IMAGE_EXTENSIONS, png_bytes
-from ssl_jax.data.text_builder import STDLIB, _read_text, source_files, split_files
+from ssl_jax.data.text_builder import (STDLIB, _read_text, corpus_config, source_files,
+                                       split_files)
 from ssl_jax.errors import DataError
 
 MIN_WORDS = 3  # "Return self." or "Helper." says too little to match against code
@@ -131,10 +132,8 @@ class CodePairs(tfds.core.GeneratorBasedBuilder):
           "--config.data.source at a glob of Python files, e.g. "
           "--config.data.source='~/src/project/**/*.py' (or 'stdlib', the default).")
     self._root, self._rel, self._source = root, rel, source
-    digest = hashlib.sha1(("\n".join([source, root] + rel)).encode()).hexdigest()[:12]
-    name = ("stdlib" if source == STDLIB else "files") + "_" + digest
-    config = tfds.core.BuilderConfig(name=name, description=f"{source} at {root}")
-    super().__init__(config=config, data_dir=data_dir, file_format="array_record")
+    super().__init__(config=corpus_config(source, root, rel), data_dir=data_dir,
+                     file_format="array_record")
 
   def _info(self):
     return tfds.core.DatasetInfo(

@@ -79,16 +79,7 @@ def _open_tfds(cfg, split: str):
   how = (f"Prepare it where there is network access with `tfds build {cfg.name} "
          f"--file_format=array_record --data_dir=DIR` and pass --config.data.data_dir=DIR "
          f"(or use data.name={CODE!r} or {IMAGE_TEXT!r}).")
-  open_ = lambda **kw: tfds.data_source(  # noqa: E731
-      cfg.name, data_dir=data_dir(cfg), split=split, download=False, **kw)
-  try:
-    source = open_()
-  except Exception as e:  # tfds raises several types for "not prepared" / "unknown split"
-    folder = storage.join(data_dir(cfg), cfg.name.split(":")[0].split("/")[0])
-    if not storage.isdir(folder):  # tfds's own message is misleading then
-      raise DataError(f"TFDS dataset {cfg.name!r} is not in {data_dir(cfg)}. {how}") from e
-    raise DataError(f"Could not open TFDS dataset {cfg.name!r} split {split!r} in "
-                    f"{data_dir(cfg)}: {e}\n{how}") from e
+  source = prepare.open_tfds(cfg, split, how)
   features = source.dataset_info.features
   for field, key, kind in (("text_key", cfg.text_key, tfds.features.Text),
                            ("image_key", cfg.image_key, tfds.features.Image)):
@@ -101,7 +92,8 @@ def _open_tfds(cfg, split: str):
                         f"{cfg.name}; its features are {', '.join(features.keys())} "
                         "(name a nested one with '/', e.g. 'captions/text').")
   if cfg.image_key in features.keys():  # to_rgb decodes the bytes of just the rows read
-    source = open_(decoders={cfg.image_key: tfds.decode.SkipDecoding()})
+    source = prepare.open_tfds(cfg, split, how,
+                               decoders={cfg.image_key: tfds.decode.SkipDecoding()})
   return source
 
 

@@ -59,3 +59,19 @@ def upload_tree(local_dir: str, url: str):
 
 def _say(message: str):
   print(message, file=sys.stderr, flush=True)
+
+
+def open_tfds(cfg, split: str, how: str, **kwargs):
+  """tfds.data_source(**kwargs) of a dataset prepared elsewhere (never downloaded);
+  DataError, with `how` to prepare it, if it is missing or cannot be opened."""
+  import tensorflow_datasets as tfds
+  try:
+    return tfds.data_source(cfg.name, data_dir=data_dir(cfg), split=split, download=False,
+                            **kwargs)
+  except Exception as e:  # tfds raises several types for "not prepared" / "unknown split"
+    folder = storage.join(data_dir(cfg), cfg.name.split(":")[0].split("/")[0])
+    if not storage.isdir(folder):  # tfds's own message is misleading then
+      raise DataError(f"TFDS dataset {cfg.name!r} is not in {data_dir(cfg)}. {how}") from e
+    raise DataError(f"Could not open TFDS dataset {cfg.name!r} split {split!r} in "
+                    f"{data_dir(cfg)}: {e}\n{how}") from e
+

@@ -33,6 +33,14 @@ def source_files(source: str) -> tuple[str, list[str]]:
   return root, rel
 
 
+def corpus_config(source: str, root: str, rel_paths: list[str]):
+  """The builder config of a corpus: named after a hash of its source, root and file list,
+  so two corpora (or one whose files changed) are prepared apart."""
+  digest = hashlib.sha1(("\n".join([source, root] + rel_paths)).encode()).hexdigest()[:12]
+  name = ("stdlib" if source == STDLIB else "files") + "_" + digest
+  return tfds.core.BuilderConfig(name=name, description=f"{source} at {root}")
+
+
 def is_validation(rel_path: str) -> bool:
   return zlib.crc32(rel_path.encode()) % 20 == 0
 
@@ -58,10 +66,8 @@ class LocalText(tfds.core.GeneratorBasedBuilder):
           "(one for validation). Point --config.data.source at a glob of text files, e.g. "
           "--config.data.source='~/corpus/**/*.txt'.")
     self._root, self._rel, self._source = root, rel, source
-    digest = hashlib.sha1(("\n".join([source, root] + rel)).encode()).hexdigest()[:12]
-    name = ("stdlib" if source == STDLIB else "files") + "_" + digest
-    config = tfds.core.BuilderConfig(name=name, description=f"{source} at {root}")
-    super().__init__(config=config, data_dir=data_dir, file_format="array_record")
+    super().__init__(config=corpus_config(source, root, rel), data_dir=data_dir,
+                     file_format="array_record")
 
   def _info(self):
     return tfds.core.DatasetInfo(
