@@ -146,3 +146,52 @@ def make_package_tree(root: str, modules: int = 10, seed: int = 0) -> str:
 def package_tree(tmp_path_factory):
   """A folder of 3 small synthetic Python packages (make_package_tree)."""
   return make_package_tree(str(tmp_path_factory.mktemp("packages")))
+
+
+def _train_steps(config, parallelism, steps: int):
+  """(losses, final state on the host) of `steps` SGD steps on the first batches."""
+  import jax.numpy as jnp
+  import optax
+  from ssl_jax.data import pipeline
+  from ssl_jax.step import TrainState, make_train_step
+  from ssl_jax.tasks import make_task
+  task = make_task(config, parallelism.axis_name)
+  # SGD, not Adam: Adam would blow float noise in zero gradients (a ViT key bias) up to
+  # full-size steps.
+  tx = optax.sgd(0.1)
+
+  def init_state(key):
+    params, model_state = task.init(key)
+    return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), model_state,
+                      jax.random.key_data(jax.random.key(1)))
+
+  parallelism.setup(jax.eval_shape(init_state, jax.random.key(0)))
+  state = parallelism.init(init_state, jax.random.key(0))
+  step = parallelism.step(make_train_step(task, tx, 1, parallelism.axis_name))
+  data = pipeline.to_iterator(task.train_data)
+  losses = []
+  for _ in range(steps):
+    state, metrics = step(state, parallelism.batch(next(data)))
+    losses.append(float(parallelism.host(metrics)["loss"]))
+  return losses, parallelism.host(state)
+
+
+def same_on_one_jit8_pmap8(config, steps: int = 2):
+  """Trains `steps` steps on 1 device, on 8 under jit and on 8 under pmap, asserts that the
+  losses, parameters and model state agree, and returns the 1-device (losses, state)."""
+  import chex
+  import numpy as np
+  from ssl_jax import parallel
+  assert jax.device_count() == 8
+  mesh8 = parallel.make_mesh(1)
+  runs = {"one": parallel.JitParallel(parallel.make_mesh(1, jax.devices()[:1])),
+          "jit8": parallel.JitParallel(mesh8), "pmap8": parallel.PmapParallel(mesh8)}
+  results = {name: _train_steps(config, p, steps) for name, p in runs.items()}
+  want_losses, want = results["one"]
+  assert all(np.isfinite(want_losses)) and want_losses[0] != want_losses[1]
+  for name in ("jit8", "pmap8"):
+    losses, got = results[name]
+    np.testing.assert_allclose(losses, want_losses, rtol=2e-4, err_msg=name)
+    chex.assert_trees_all_close(got.params, want.params, atol=1e-4, rtol=1e-3)
+    chex.assert_trees_all_close(got.model_state, want.model_state, atol=1e-4, rtol=1e-3)
+  return want_losses, want

@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import load_config, metric_rows, run_cli, set_fields
-from ssl_jax import evaluate, parallel, train
+from conftest import load_config, metric_rows, run_cli, same_on_one_jit8_pmap8, set_fields
+from ssl_jax import evaluate, train
 from ssl_jax.tasks import make_task
-from test_vision_methods import _train
 
 PACKAGES = ("json", "email", "http")  # about 300 documented functions, 10 held out
 # One block of width 16: compiles in seconds.
@@ -80,16 +79,7 @@ def test_one_device_equals_eight_under_jit_and_pmap(objective, code_tree, digits
     config = image_config(digits_captions, data_dir)
   else:
     config = code_config(objective, code_tree, data_dir)
-  mesh8 = parallel.make_mesh(1)
-  runs = {"one": parallel.JitParallel(parallel.make_mesh(1, jax.devices()[:1])),
-          "jit8": parallel.JitParallel(mesh8), "pmap8": parallel.PmapParallel(mesh8)}
-  results = {name: _train(config, p) for name, p in runs.items()}
-  want_losses, want = results["one"]
-  assert all(np.isfinite(want_losses)) and want_losses[0] != want_losses[1]
-  for name in ("jit8", "pmap8"):
-    losses, got = results[name]
-    np.testing.assert_allclose(losses, want_losses, rtol=2e-4, err_msg=name)
-    chex.assert_trees_all_close(got.params, want.params, atol=1e-4, rtol=1e-3)
+  _, want = same_on_one_jit8_pmap8(config)
   # Both learned scalars are trained (they moved under SGD).
   assert float(want.params["log_scale"]) != pytest.approx(np.log(10.0) if "siglip" in objective
                                                           else np.log(1 / 0.07), abs=1e-7)

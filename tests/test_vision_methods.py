@@ -5,20 +5,13 @@ covariances, MoCo v3's negatives, batch norm in the heads) is computed over the 
 batch, and every view and mask is drawn per global example, so two training steps give the
 same losses, parameters and model state whatever the device count or wrapper.
 """
-import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 import pytest
 
-from conftest import load_config
-from ssl_jax import parallel
-from ssl_jax.data import pipeline
-from ssl_jax.step import TrainState, make_train_step
+from conftest import load_config, same_on_one_jit8_pmap8
 from ssl_jax.tasks import make_task
 
-STEPS = 2
 # A one-block ViT compiles in seconds; the heads keep their batch norms.
 TINY_VIT = {"batch_size": 16, "eval_steps": 1, "model.name": "vit", "model.size": "",
             "model.depth": 1, "model.width": 8, "model.num_heads": 2, "model.patch_size": 2}
@@ -34,45 +27,11 @@ METHODS = {
 }
 
 
-def _train(config, parallelism):
-  """(losses, final state on the host) of STEPS SGD steps on the first batches."""
-  task = make_task(config, parallelism.axis_name)
-  # SGD, not Adam: Adam would blow float noise in zero gradients (a ViT key bias) up to
-  # full-size steps.
-  tx = optax.sgd(0.1)
-
-  def init_state(key):
-    params, model_state = task.init(key)
-    return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), model_state,
-                      jax.random.key_data(jax.random.key(1)))
-
-  parallelism.setup(jax.eval_shape(init_state, jax.random.key(0)))
-  state = parallelism.init(init_state, jax.random.key(0))
-  step = parallelism.step(make_train_step(task, tx, 1, parallelism.axis_name))
-  data = pipeline.to_iterator(task.train_data)
-  losses = []
-  for _ in range(STEPS):
-    state, metrics = step(state, parallelism.batch(next(data)))
-    losses.append(float(parallelism.host(metrics)["loss"]))
-  return losses, parallelism.host(state)
-
-
 @pytest.mark.parametrize("method", METHODS)
 def test_one_device_equals_eight_under_jit_and_pmap(method, data_dir):
   config = load_config(f"{method}_digits", **{"data.data_dir": data_dir, **TINY_VIT,
                                               **METHODS[method]})
-  mesh8 = parallel.make_mesh(1)
-  runs = {"one": parallel.JitParallel(parallel.make_mesh(1, jax.devices()[:1])),
-          "jit8": parallel.JitParallel(mesh8), "pmap8": parallel.PmapParallel(mesh8)}
-  assert jax.device_count() == 8
-  results = {name: _train(config, p) for name, p in runs.items()}
-  want_losses, want = results["one"]
-  assert all(np.isfinite(want_losses)) and want_losses[0] != want_losses[1]
-  for name in ("jit8", "pmap8"):
-    losses, got = results[name]
-    np.testing.assert_allclose(losses, want_losses, rtol=2e-4, err_msg=name)
-    chex.assert_trees_all_close(got.params, want.params, atol=1e-4, rtol=1e-3)
-    chex.assert_trees_all_close(got.model_state, want.model_state, atol=1e-4, rtol=1e-3)
+  same_on_one_jit8_pmap8(config)
 
 
 @pytest.mark.parametrize("method", METHODS)
