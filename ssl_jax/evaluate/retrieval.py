@@ -8,8 +8,6 @@ Baselines, prefixed: "random_init_" (the same towers freshly initialised) and, f
 pairs, "tfidf_" (a bag of words weighted by IDF from the training split).
 --show N prints N queries with their top matches, for a person to read.
 """
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,14 +86,15 @@ def run(run, options) -> dict:
     runs["random_init"] = model.init(jax.random.key(options.seed),
                                      *dummy_inputs(run.config), train=False)
   metrics = {"pairs": float(count)}
+  held_out = data.raw(split)  # (texts, code texts or None, ids): read once
   for name, variables in runs.items():
     z = embed_split(model, variables, count, load_rows, options.batch_size)
     for query, candidate, prefix in directions(data):
       ranks = ranking.correct_ranks(z[query], z[candidate])
       metrics.update(prefixed(name, ranking.rank_metrics(ranks, prefix)))
     if name == "" and options.show:
-      show(data, split, z, options.show, options.seed)
-  texts, pair_texts, _ = data.raw(split)
+      show(data, held_out, z, options.show, options.seed)
+  texts, pair_texts, _ = held_out
   if options.baselines and pair_texts is not None:
     fit_text, fit_pairs, _ = data.raw(run.config.data.train_split)
     raw = {"text": texts, "pair": pair_texts}
@@ -110,10 +109,10 @@ def _line(text: str, limit: int = 100) -> str:
   return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def show(data, split: str, z: dict, n: int, seed: int):
+def show(data, held_out: tuple, z: dict, n: int, seed: int):
   """Prints n queries (drawn with seed) of each direction with their top matches; a '*'
-  marks the right one."""
-  texts, pair_texts, ids = data.raw(split)
+  marks the right one. held_out: data.raw of the ranked split."""
+  texts, pair_texts, ids = held_out
   shown = {"text": texts, "pair": pair_texts if pair_texts is not None else ids}
   picks = np.sort(np.random.default_rng(seed).permutation(len(texts))[:n])
   lines = []
@@ -130,4 +129,3 @@ def show(data, split: str, z: dict, n: int, seed: int):
         rank = int(np.sum(scores_N >= scores_N[i] - ranking.TIE_ATOL))
         lines.append(f"    the right one is at rank {rank}: {_line(shown[candidate][i])}")
   print("\n".join(lines), flush=True)
-  sys.stdout.flush()
