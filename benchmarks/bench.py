@@ -1,12 +1,18 @@
 """ssl_jax against its PyTorch peers and the machine's matmul ceiling, in one run.
 
-    python benchmarks/bench.py [--only gpt|simclr|data|scaling] [--json] [--rounds N]
+    python benchmarks/bench.py [--only gpt|simclr|data|scaling|choices|bf16] [--json]
+                               [--rounds N]
 
 Every row runs in its own worker process (worker.py). Rows that are compared are alive
 together and timed in interleaved windows, round after round, and each figure is the
 median over rounds, so a change in machine load hits every row alike. MFU divides a
 row's matmul FLOP rate by the best n^3 matmul rate measured in the same run.
-Fields of --json rows: name, impl, shape, tokens_per_s | images_per_s, mfu, peak_mem_mb.
+Fields of --json rows: name, impl, shape, tokens_per_s | images_per_s, mfu, peak_mem_mb,
+host (CPU model, cores, the instruction-set flags that matter, host kind: ssl_jax/host.py).
+
+`choices` times every CPU-specific choice of ssl_jax/models/layers.py (and the huge-page
+tunable) against its alternative on this host; `bf16` times bfloat16 compute against
+torch autocast. Speed claims hold per host kind: benchmarks/RESULTS.md.
 """
 import argparse
 import json
@@ -15,28 +21,33 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from benchmarks import common  # noqa: E402
-from ssl_jax import hugepages  # noqa: E402
+from ssl_jax import host, hugepages  # noqa: E402
 
-SECTIONS = ("gpt", "simclr", "data", "scaling")
+SECTIONS = ("gpt", "simclr", "data", "scaling", "choices", "bf16")
+# bf16 compute pays only where the CPU has bf16 instructions; elsewhere --only bf16 runs it.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+HOST = host.describe()  # every row carries it: a speed figure holds for its host kind
 TINY = False  # --tiny: toy shapes that check the plumbing in seconds (tests use it)
 CACHE = os.environ.get("SSL_JAX_COMPILATION_CACHE", "/tmp/ssl_jax_bench_jax_cache")
 
 
 class Worker:
-  def __init__(self, name, impl, shape, target, **kwargs):
-    self.name, self.impl, self.shape = name, impl, shape
+  def __init__(self, name, impl, shape, target, env=None, **kwargs):
+    """env: variables set for this worker only (a choice that is read at process start)."""
+    self.name, self.impl, self.shape, self.env = name, impl, shape, env or {}
     self.windows, self.info, self.error, self.proc = [], {}, None, None
     self.argv = [sys.executable, os.path.join(HERE, "worker.py"), target, json.dumps(kwargs)]
 
   def start(self):
     # Every row, torch's too, gets the huge-page malloc tunable ssl_jax's entry points set
     # (ssl_jax/hugepages.py); torch measured the same with and without it.
-    env = dict(hugepages.environ_for_child(), SSL_JAX_COMPILATION_CACHE=CACHE,
-               PYTHONUNBUFFERED="1")
+    env = dict(hugepages.environ_for_child({**os.environ, **self.env}),
+               SSL_JAX_COMPILATION_CACHE=CACHE, PYTHONUNBUFFERED="1")
     # Workers' stderr goes to a file (a pipe nobody reads could fill and block a worker).
     self.log = tempfile.TemporaryFile("w+")
     self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -235,9 +246,81 @@ def scaling_section(args, emit, state):
     emit(row_of(w, state.get("peak")))
 
 
+def _gpt_kwargs(s):
+  return dict(layers=s.layers, heads=s.heads, width=s.width, seq=s.seq, batch=s.batch,
+              vocab=s.vocab, flops_per_token=common.gpt_train_flops_per_token(s))
+
+
+def _choice_variants():
+  """(label, row kwargs, worker env) for each CPU-specific choice's alternative; the first
+  is what this host runs by default. Every variant pins the XLA:CPU options it runs with."""
+  from ssl_jax.models import layers
+  tuned = layers.xla_cpu_flags(HOST["flags"])
+  base_env = {"XLA_FLAGS": " ".join(tuned), layers.TUNING_OFF: "0"}
+  variants = [("auto", {}, base_env),
+              ("huge pages off", {}, {**base_env, "SSL_JAX_HUGEPAGES": "0"})]
+  for name, flag in layers.XLA_CPU_CANDIDATES.items():
+    on = flag in tuned
+    others = [f for f in tuned if f != flag] + ([] if on else [flag])
+    variants.append((f"{'without' if on else 'with'} {name}", {},
+                     {"XLA_FLAGS": " ".join(others), layers.TUNING_OFF: "0"}))
+  return variants
+
+
+def choices_section(args, emit, state):
+  """Each CPU-specific choice against its alternative on this host, interleaved. vs_auto:
+  the row's speed over the auto row's (above 1 means the alternative wins here)."""
+  s = gpt_shapes()["small"]
+  common_variants = _choice_variants()
+  gpt_variants = common_variants[:1] + [
+      ("matmul=xla", {"matmul": "xla"}, common_variants[0][2]),
+      ("attention=xla", {"attention": "xla"}, common_variants[0][2])] + common_variants[1:]
+  gpt = [Worker("choices", "ssl_jax", s.label, "jax_rows:gpt_row", env=env, **_gpt_kwargs(s),
+                **kw) for _, kw, env in gpt_variants]
+  batch, size, width = (4, 16, 8) if TINY else (32, 32, 64)
+  shape = f"ResNet-18 {size}x{size} B{batch} (2 views)"
+  simclr = [Worker("choices", "ssl_jax", shape, "jax_rows:simclr_row", env=env, batch=batch,
+                   image_size=size, width=width) for _, _, env in common_variants]
+  for workers, variants in ((gpt, gpt_variants), (simclr, common_variants)):
+    measure(workers, args.rounds, args.window_s)
+    rows = [row_of(w) for w in workers]
+    auto = rows[0].get("tokens_per_s") or rows[0].get("images_per_s")
+    for r, (label, _, env) in zip(rows, variants):
+      r["choice"] = label
+      r["xla_flags"] = env.get("XLA_FLAGS", "")
+      rate = r.get("tokens_per_s") or r.get("images_per_s")
+      if rate and auto:
+        r["vs_auto"] = round(rate / auto, 3)
+      emit(r)
+
+
+def bf16_section(args, emit, state):
+  """bfloat16 compute (model.dtype=bfloat16, float32 parameters) against torch autocast
+  bfloat16, with float32 ssl_jax as the reference, and both frameworks' bf16 matmul rate."""
+  s = gpt_shapes()["small"]
+  n = 128 if TINY else 2048
+  workers = [Worker("matmul", "ssl_jax", f"{n}^3 bf16 (XLA)", "jax_rows:matmul_row", n=n,
+                    dtype="bfloat16"),
+             Worker("bf16", "ssl_jax float32", s.label, "jax_rows:gpt_row", **_gpt_kwargs(s)),
+             Worker("bf16", "ssl_jax", s.label, "jax_rows:gpt_row", dtype="bfloat16",
+                    **_gpt_kwargs(s))]
+  if not TINY:
+    workers[1:1] = [Worker("matmul", "torch", f"{n}^3 bf16", "torch_rows:matmul_row", n=n,
+                           dtype="bfloat16")]
+    workers += [Worker("bf16", "hf_torch_eager autocast", s.label, "torch_rows:gpt2_row",
+                       autocast=True, **_gpt_kwargs(s)),
+                Worker("bf16", "hf_torch_compile autocast", s.label, "torch_rows:gpt2_row",
+                       compile=True, autocast=True, **_gpt_kwargs(s))]
+  measure(workers, args.rounds, args.window_s)
+  peaks = [row_of(w) for w in workers if w.name == "matmul"]
+  peak = peak_of(peaks)
+  for r in peaks + [row_of(w, peak) for w in workers if w.name != "matmul"]:
+    emit(r)
+
+
 def fmt_table(rows):
-  cols = ["name", "impl", "shape", "tokens_per_s", "images_per_s", "gflops_per_s", "mfu",
-          "x_training", "peak_mem_mb", "xla_mem_mb", "cpu_s_per_step", "faults_per_step", "error"]
+  cols = ["name", "impl", "shape", "choice", "tokens_per_s", "images_per_s", "gflops_per_s",
+          "mfu", "vs_auto", "x_training", "peak_mem_mb", "xla_mem_mb", "cpu_s_per_step", "faults_per_step", "error"]
   cols = [c for c in cols if any(c in r and r[c] is not None for r in rows)]
   lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
   for r in rows:
@@ -263,18 +346,25 @@ def main(argv=None):
   rows, state = [], {}
 
   def emit(row):
+    row["host"] = HOST
     rows.append(row)
     if args.json:
       print(json.dumps(row), flush=True)
     else:
       print(f"  {row['name']}/{row['impl']} {row['shape']}: "
-            + ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("name", "impl", "shape")),
+            + ", ".join(f"{k}={v}" for k, v in row.items()
+                        if k not in ("name", "impl", "shape", "host")),
             file=sys.stderr, flush=True)
 
-  order = [s for s in SECTIONS if not args.only or s in args.only]
+  # Default run: every section but bf16 where the CPU has no bf16 instructions.
+  has_bf16 = any(f in HOST["flags"] for f in BF16_FLAGS)
+  order = [s for s in SECTIONS
+           if (s in args.only if args.only else s != "bf16" or has_bf16)]
   for section in order:
     globals()[f"{section}_section"](args, emit, state)
   if not args.json:
+    print(f"Host: {HOST['kind']} ({HOST['cpu']}; {HOST['cores']} cores; flags "
+          f"{' '.join(HOST['flags']) or 'none'}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     print(fmt_table(rows))
     if state.get("peak"):
       print(f"\nMFU = matmul FLOP/s (causal attention counted as half) / best n^3 f32 "

@@ -30,8 +30,10 @@ def _row(step, units_per_step, unit, flops_per_step, extra=None):
   return row
 
 
-def gpt2_row(layers, heads, width, seq, batch, vocab, flops_per_token, compile=False):
-  """Hugging Face GPT-2 (SDPA attention, tanh GELU, tied embeddings), AdamW, clipping."""
+def gpt2_row(layers, heads, width, seq, batch, vocab, flops_per_token, compile=False,
+             autocast=False):
+  """Hugging Face GPT-2 (SDPA attention, tanh GELU, tied embeddings), AdamW, clipping.
+  autocast: the forward pass under torch.autocast bfloat16 (float32 weights and optimizer)."""
   if transformers is None:
     raise ImportError("transformers is not installed (pip install -e .[bench])")
   from transformers import GPT2Config, GPT2LMHeadModel
@@ -49,7 +51,8 @@ def gpt2_row(layers, heads, width, seq, batch, vocab, flops_per_token, compile=F
   inputs, targets = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
   def loss_of(inputs, targets):
-    logits = model(input_ids=inputs).logits
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+      logits = model(input_ids=inputs).logits
     return F.cross_entropy(logits.reshape(-1, vocab).float(), targets.reshape(-1))
 
   loss_fn = torch.compile(loss_of) if compile else loss_of
@@ -137,6 +140,7 @@ def simclr_row(batch, image_size=32, width=64, flops_per_step=0.0):
   return _row(step, batch, "images", flops_per_step, {"threads": torch.get_num_threads()})
 
 
-def matmul_row(n=2048):
-  a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_row(n=2048, dtype="float32"):
+  dt = getattr(torch, dtype)
+  a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
   return _row(lambda: a @ b, 2 * n ** 3, "flops", 2 * n ** 3)

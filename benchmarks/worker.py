@@ -28,6 +28,8 @@ def main():
 
   module, function = target.split(":")
   if module == "jax_rows":
+    from ssl_jax.models import layers
+    layers.tune_xla_cpu()  # what ssl_jax's commands do first (SSL_JAX_CPU_TUNING=0: not)
     import jax
     cache = os.environ.get("SSL_JAX_COMPILATION_CACHE")
     if cache:

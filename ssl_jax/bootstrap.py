@@ -59,6 +59,9 @@ def start(name: str, main, usage: str):
 
 def _configure_and_run(main, argv) -> int:
   from absl import flags, logging
+
+  from ssl_jax.models import layers
+  layers.tune_xla_cpu()  # before anything starts JAX's backend
   _enable_compilation_cache()
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO

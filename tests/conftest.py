@@ -9,6 +9,10 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 CACHE = os.environ.setdefault(
     "SSL_JAX_COMPILATION_CACHE", os.path.join(tempfile.gettempdir(), "ssl_jax_test_jax_cache"))
 
+from ssl_jax.models import layers  # noqa: E402
+
+layers.tune_xla_cpu()  # the per-host XLA:CPU options the commands use (bootstrap.start)
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

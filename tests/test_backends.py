@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import ml_collections
 import pytest
 
-from ssl_jax import models
+from ssl_jax import host, models
 from ssl_jax.errors import ConfigError
 from ssl_jax.models import encoders, gpt, layers
 
@@ -120,3 +120,76 @@ def test_config_checks_resolve_no_backend():
   out = subprocess.run([sys.executable, "-c", _CHECK_WITHOUT_BACKEND], capture_output=True,
                        text=True, timeout=120)
   assert out.returncode == 0, out.stderr[-2000:]
+
+
+# XLA:CPU's kernel libraries, chosen per CPU family (layers.xla_cpu_flags, ssl_jax/host.py).
+
+_CPUINFO = """processor\t: 0
+vendor_id\t: {vendor}
+model name\t: {model}
+flags\t\t: fpu sse2 {flags}
+
+processor\t: 1
+model name\t: {model}
+flags\t\t: fpu sse2 {flags}
+"""
+
+
+@pytest.mark.parametrize("model, flags, kind, tuned", [
+    ("AMD EPYC 7B13", "avx avx2 fma", "AMD EPYC, AVX2", [layers.EIGEN_CONVOLUTIONS]),
+    ("AMD EPYC 9B14", "avx2 fma avx512f avx512_vnni avx512_bf16",
+     "AMD EPYC, AVX-512 + AVX512-BF16", []),
+    ("Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz",
+     "avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile", "Intel Xeon, AVX-512 + AVX512-BF16 + AMX",
+     []),
+    ("Neoverse-N1", "", "Neoverse-N1, " + __import__("platform").machine(), []),  # not x86
+])
+def test_host_kind_and_its_xla_cpu_flags(tmp_path, model, flags, kind, tuned):
+  path = tmp_path / "cpuinfo"
+  path.write_text(_CPUINFO.format(vendor="x", model=model, flags=flags))
+  described = host.describe(str(path))
+  assert described["cpu"] == model and described["kind"] == kind
+  assert described["flags"] == [f for f in host.FLAGS if f in flags.split()]
+  assert described["cores"] >= 1
+  assert layers.xla_cpu_flags(described["flags"]) == tuned
+
+
+def test_tuning_adds_flags_once_and_defers_to_the_user(monkeypatch):
+  monkeypatch.setattr(layers, "xla_cpu_flags", lambda flags: [layers.EIGEN_CONVOLUTIONS])
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  assert layers.tune_xla_cpu(env) == [layers.EIGEN_CONVOLUTIONS]
+  assert env["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=8",
+                                      layers.EIGEN_CONVOLUTIONS]
+  assert layers.tune_xla_cpu(env) == [] and env["XLA_FLAGS"].count("ynn") == 1
+  mine = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=individual_dot"}
+  assert layers.tune_xla_cpu(mine) == []  # the user's setting of that flag stands
+  off = {layers.TUNING_OFF: "0"}
+  assert layers.tune_xla_cpu(off) == [] and "XLA_FLAGS" not in off
+
+
+_CONV_BACKEND = """
+import jax, jax.numpy as jnp
+x, w = jnp.ones((8, 16, 16, 32)), jnp.ones((3, 3, 32, 32))
+f = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                              dimension_numbers=("NHWC", "HWIO", "NHWC"))
+hlo = jax.jit(f).lower(x, w).compile().as_text()
+print("ynn" if "ynn_fusion" in hlo else "eigen")
+"""
+
+
+def test_the_convolution_flag_moves_convolutions_out_of_ynnpack():
+  """The flag xla_cpu_flags sets still means what it was measured as (jax upgrades rename
+  and re-default these): XLA's default sends a convolution to YNNPACK, the flag to Eigen."""
+  import os
+  import subprocess
+  import sys
+
+  def backend(flags):
+    env = dict(os.environ, XLA_FLAGS=flags)
+    out = subprocess.run([sys.executable, "-c", _CONV_BACKEND], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split()[-1]
+
+  assert backend("") == "ynn"
+  assert backend(layers.EIGEN_CONVOLUTIONS) == "eigen"

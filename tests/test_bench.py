@@ -9,20 +9,26 @@ import sys
 
 from benchmarks import bench, common
 from conftest import REPO
+from ssl_jax import host
+from ssl_jax.models import layers
 
 
 def test_scaling_rows_are_json_with_the_documented_fields():
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)  # one CPU device, as a user runs it
   out = subprocess.run(
-      [sys.executable, "benchmarks/bench.py", "--only", "scaling", "--tiny", "--json",
-       "--rounds", "1", "--window_s", "0.01"],
+      [sys.executable, "benchmarks/bench.py", "--only", "scaling", "--only", "bf16", "--tiny",
+       "--json", "--rounds", "1", "--window_s", "0.01"],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   rows = [json.loads(line) for line in out.stdout.splitlines()]
-  assert [r["name"] for r in rows] == ["scaling"]
-  for r in rows:
-    assert r["impl"] == "ssl_jax" and r["shape"]
+  assert [r["name"] for r in rows] == ["scaling", "matmul", "bf16", "bf16"]
+  assert [r["impl"] for r in rows[2:]] == ["ssl_jax float32", "ssl_jax"]  # bf16 vs f32
+  this_host = host.describe()
+  for r in rows:  # every figure names the host it came from
+    assert r["host"] == this_host and r["host"]["kind"] and r["host"]["cpu"]
+  for r in rows[:1] + rows[2:]:
+    assert r["impl"].startswith("ssl_jax") and r["shape"]
     assert r["tokens_per_s"] > 0 and r["peak_mem_mb"] is not None
     assert 0 < r["mfu"] < 2  # a toy model vs a toy matmul: only the plumbing is checked
     assert isinstance(r["faults_per_step"], int) and r["faults_per_step"] >= 0
@@ -72,3 +78,16 @@ def test_flops_per_token_agrees_with_xlas_count_of_the_real_model():
 def test_simclr_rows_use_the_cifar_recipes_temperature():
   from conftest import load_config
   assert common.SIMCLR_TEMPERATURE == load_config("simclr_cifar10_resnet18").simclr.temperature
+
+
+def test_choice_variants_toggle_one_choice_each_against_this_hosts_default():
+  variants = bench._choice_variants()
+  label, kwargs, auto_env = variants[0]
+  assert label == "auto" and kwargs == {}
+  tuned = layers.xla_cpu_flags(host.describe()["flags"])
+  assert auto_env["XLA_FLAGS"].split() == tuned and auto_env[layers.TUNING_OFF] == "0"
+  envs = {label: env for label, _, env in variants}
+  assert envs["huge pages off"]["SSL_JAX_HUGEPAGES"] == "0"
+  for name, flag in layers.XLA_CPU_CANDIDATES.items():
+    toggled = [env for label, env in envs.items() if label.endswith(name)]
+    assert len(toggled) == 1 and (flag in toggled[0]["XLA_FLAGS"]) != (flag in tuned)

@@ -6,7 +6,8 @@ import os
 import pytest
 
 from conftest import REPO, TINY_CLI_FLAGS, run_cli
-from ssl_jax import bootstrap, hugepages
+from ssl_jax import bootstrap, host, hugepages
+from ssl_jax.models import layers
 from ssl_jax.errors import ConfigError, DataError, Diverged, Preempted
 
 
@@ -178,6 +179,9 @@ def test_train_resume_and_sample(corpus_dir, data_dir, tmp_path):
   clean_env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
   if hugepages.wanted(clean_env):  # the entry point re-executed itself with the tunable
     assert hugepages.TUNABLE in info["GLIBC_TUNABLES"].split(":")
+  # The per-host XLA:CPU options (models/layers.py) were set before the backend started.
+  for flag in layers.xla_cpu_flags(host.describe()["flags"]):
+    assert flag in info["XLA_FLAGS"].split()
 
   again = _main(workdir, source=f"{corpus_dir}/*.py", data_dir=data_dir)
   assert again.returncode == 0 and "nothing to do" in again.stdout

@@ -5,11 +5,17 @@ Two model config fields choose how a model computes, never what:
                                             whose backward pass XLA:CPU runs fast
   model.attention  "auto" | "xla" | "blocked" | "cudnn"   the attention kernel (gpt.py)
 "auto" resolves from the platform of the devices the run uses, here and nowhere else;
-the models receive the resolved choice. benchmarks/NOTES.md has the measurements.
+the models receive the resolved choice. XLA:CPU's own kernel libraries are chosen here
+too, per CPU family (xla_cpu_flags), before the backend starts. `python benchmarks/bench.py
+--only choices` measures every choice on the host it runs on; benchmarks/RESULTS.md has
+the tables per host and benchmarks/NOTES.md the rest.
 """
+import os
+
 import flax.linen as nn
 import jax
 
+from ssl_jax import host
 from ssl_jax.errors import ConfigError
 from ssl_jax.models import cpu_matmul
 
@@ -43,6 +49,39 @@ def resolve_attention(choice: str, platform: str) -> str:
   if platform == "cpu":
     return "blocked"
   return "cudnn" if platform in _GPU_PLATFORMS else "xla"
+
+
+# XLA:CPU sends convolutions to YNNPACK by default. On AVX2-only EPYC (Zen 3) its
+# convolutions ran 5x slower than XLA's Eigen ones (a 3x3, 64-channel convolution's
+# forward + backward) and made the SimCLR ResNet-18 step 2x slower; AVX-512 hosts were not
+# measured, so they keep XLA's default. Numerics stay float32; only the kernel changes.
+EIGEN_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+# Every XLA:CPU option xla_cpu_flags may choose; bench.py --only choices times each.
+XLA_CPU_CANDIDATES = {"Eigen convolutions": EIGEN_CONVOLUTIONS}
+TUNING_OFF = "SSL_JAX_CPU_TUNING"  # =0: XLA:CPU's defaults on every host
+
+
+def xla_cpu_flags(cpu_flags) -> list[str]:
+  """The XLA:CPU options that won on this CPU family (cpu_flags as in /proc/cpuinfo)."""
+  avx2_only = "avx2" in cpu_flags and "avx512f" not in cpu_flags
+  return [EIGEN_CONVOLUTIONS] if avx2_only else []
+
+
+def tune_xla_cpu(environ=os.environ) -> list[str]:
+  """Adds xla_cpu_flags for this host to environ's XLA_FLAGS; returns what was added.
+
+  Takes effect only before JAX starts its backend (bootstrap.start calls it first). A
+  flag the user already set, by name, is left as the user set it; SSL_JAX_CPU_TUNING=0
+  adds nothing. run.json records the resulting XLA_FLAGS.
+  """
+  if environ.get(TUNING_OFF, "1") == "0":
+    return []
+  current = environ.get("XLA_FLAGS", "")
+  added = [f for f in xla_cpu_flags(host.describe()["flags"])
+           if f.split("=")[0] not in current]
+  if added:
+    environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
+  return added
 
 
 def resolve_backends(model_cfg, platform: str | None = None) -> dict:
