@@ -318,6 +318,11 @@ def bf16_section(args, emit, state):
     emit(r)
 
 
+def fmt_host(h):
+  return (f"Host: {h['kind']} ({h['cpu']}; {h['cores']} cores; flags "
+          f"{' '.join(h['flags']) or 'none'})")
+
+
 def fmt_table(rows):
   cols = ["name", "impl", "shape", "choice", "tokens_per_s", "images_per_s", "gflops_per_s",
           "mfu", "vs_auto", "x_training", "peak_mem_mb", "xla_mem_mb", "cpu_s_per_step", "faults_per_step", "error"]
@@ -340,13 +345,22 @@ def main(argv=None):
   p.add_argument("--rounds", type=int, default=3, help="interleaved timing windows per row")
   p.add_argument("--window_s", type=float, default=2.0, help="seconds per timing window")
   p.add_argument("--tiny", action="store_true", help="toy shapes: checks the plumbing only")
+  p.add_argument("--render", metavar="ROWS.jsonl",
+                 help="print the table of an earlier --json run (its host, no timing)")
   args = p.parse_args(argv)
+  if args.render:
+    with open(args.render) as f:
+      rows = [json.loads(line) for line in f if line.strip()]
+    print(f"{fmt_host(rows[0]['host'])}, {rows[0].get('date', 'date not recorded')}\n\n"
+          + fmt_table(rows))
+    return 0
   global TINY
   TINY = args.tiny
   rows, state = [], {}
 
   def emit(row):
     row["host"] = HOST
+    row["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows.append(row)
     if args.json:
       print(json.dumps(row), flush=True)
@@ -363,8 +377,7 @@ def main(argv=None):
   for section in order:
     globals()[f"{section}_section"](args, emit, state)
   if not args.json:
-    print(f"Host: {HOST['kind']} ({HOST['cpu']}; {HOST['cores']} cores; flags "
-          f"{' '.join(HOST['flags']) or 'none'}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    print(f"{fmt_host(HOST)}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     print(fmt_table(rows))
     if state.get("peak"):
       print(f"\nMFU = matmul FLOP/s (causal attention counted as half) / best n^3 f32 "
