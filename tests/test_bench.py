@@ -13,7 +13,7 @@ from ssl_jax import host
 from ssl_jax.models import layers
 
 
-def test_scaling_rows_are_json_with_the_documented_fields():
+def test_scaling_rows_are_json_with_the_documented_fields(tmp_path, capsys):
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)  # one CPU device, as a user runs it
   out = subprocess.run(
@@ -25,8 +25,14 @@ def test_scaling_rows_are_json_with_the_documented_fields():
   assert [r["name"] for r in rows] == ["scaling", "matmul", "bf16", "bf16"]
   assert [r["impl"] for r in rows[2:]] == ["ssl_jax float32", "ssl_jax"]  # bf16 vs f32
   this_host = host.describe()
-  for r in rows:  # every figure names the host it came from
-    assert r["host"] == this_host and r["host"]["kind"] and r["host"]["cpu"]
+  for r in rows:  # every figure names the host it came from, and when
+    assert r["host"] == this_host and r["host"]["kind"] and r["host"]["cpu"] and r["date"]
+  saved = tmp_path / "rows.jsonl"
+  saved.write_text(out.stdout)
+  assert bench.main(["--render", str(saved)]) == 0
+  table = capsys.readouterr().out
+  assert table.startswith(f"Host: {this_host['kind']} ({this_host['cpu']}")
+  assert rows[0]["date"] in table and "| scaling | ssl_jax |" in table
   for r in rows[:1] + rows[2:]:
     assert r["impl"].startswith("ssl_jax") and r["shape"]
     assert r["tokens_per_s"] > 0 and r["peak_mem_mb"] is not None

@@ -51,10 +51,10 @@ def resolve_attention(choice: str, platform: str) -> str:
   return "cudnn" if platform in _GPU_PLATFORMS else "xla"
 
 
-# XLA:CPU sends convolutions to YNNPACK by default. On AVX2-only EPYC (Zen 3) its
-# convolutions ran 5x slower than XLA's Eigen ones (a 3x3, 64-channel convolution's
-# forward + backward) and made the SimCLR ResNet-18 step 2x slower; AVX-512 hosts were not
-# measured, so they keep XLA's default. Numerics stay float32; only the kernel changes.
+# XLA:CPU sends convolutions to YNNPACK by default. On AVX2-only EPYC (Zen 3) the SimCLR
+# ResNet-18 step ran 4.2x faster on XLA's Eigen convolutions (bench.py --only choices,
+# benchmarks/RESULTS.md); AVX-512 hosts were not measured with them, so they keep XLA's
+# default. Numerics stay float32; only the kernel changes.
 EIGEN_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 # Every XLA:CPU option xla_cpu_flags may choose; bench.py --only choices times each.
 XLA_CPU_CANDIDATES = {"Eigen convolutions": EIGEN_CONVOLUTIONS}
