@@ -14,9 +14,12 @@ from ssl_jax.tasks import make_task
 
 
 def tiny_byol_config(data_dir, **changes):
+  # A one-block ViT compiles far faster than a ResNet-18; the projector and
+  # predictor keep their batch norms, so the target still carries batch statistics.
   return load_config("byol_digits", **{
-      "data.data_dir": data_dir, "batch_size": 16, "model.width": 4, "head.out_dim": 8,
-      "head.hidden_dim": 16, "eval_steps": 1, **changes})
+      "data.data_dir": data_dir, "batch_size": 16, "model.name": "vit", "model.depth": 1,
+      "model.width": 8, "model.num_heads": 2, "head.out_dim": 8, "head.hidden_dim": 16,
+      "eval_steps": 1, **changes})
 
 
 def test_target_decay_schedule_and_ema_rule():
@@ -34,13 +37,14 @@ def test_target_gets_no_gradient_and_moves_by_ema(data_dir):
   batch = jax.tree.map(jnp.asarray, task.train_data[0])
   rng = jax.random.key(1)
 
-  def loss_of_target(target_params):
+  def loss_of(params, target_params):
     state = {**model_state, "target": {**model_state["target"], "params": target_params}}
     return task.loss_fn(params, state, batch, rng)[0]
 
-  grads = jax.jit(jax.grad(loss_of_target))(model_state["target"]["params"])
+  # Both gradients from one compilation.
+  online_grads, grads = jax.jit(jax.grad(loss_of, argnums=(0, 1)))(
+      params, model_state["target"]["params"])
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
-  online_grads = jax.jit(jax.grad(lambda p: task.loss_fn(p, model_state, batch, rng)[0]))(params)
   assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(online_grads["online"]))
 
   tx = optax.sgd(0.5)
@@ -59,8 +63,8 @@ def test_target_gets_no_gradient_and_moves_by_ema(data_dir):
 def test_byol_trains_and_evaluates(data_dir, tmp_path):
   from conftest import run_cli
   from ssl_jax import train
-  cfg = tiny_byol_config(data_dir, total_steps=6, log_every=2, eval_every=6,
-                         checkpoint_every=6)
+  cfg = tiny_byol_config(data_dir, total_steps=2, log_every=1, eval_every=2,
+                         checkpoint_every=2)
   workdir = str(tmp_path / "byol")
   train.train(cfg, workdir)
   rows = metric_rows(workdir)
@@ -69,5 +73,5 @@ def test_byol_trains_and_evaluates(data_dir, tmp_path):
                 "--data_dir", data_dir, "--max_train_examples", "200", "--max_test_examples", "100")
   assert out.returncode == 0, out.stderr[-3000:]
   result = json.loads(out.stdout.strip().splitlines()[-1])
-  assert result["split"] == "knn" and result["step"] == 6
+  assert result["split"] == "knn" and result["step"] == 2
   assert 0.0 <= result["top1_k20"] <= 1.0 and "random_init_top1_k20" in result
