@@ -5,8 +5,8 @@ incoming gradient in a strided copy fused with the elementwise work before it (G
 derivative, for one), and it runs a weight gradient x^T g (a contraction over tokens) at
 about half speed when the result has more rows than columns (K > F, as in an MLP's 4D -> D
 projection). This product writes its backward pass out: dx = g w^T, and dw = x^T g, or
-(g^T x)^T when K > F. Same values up to summation order; the GPT step on the developers'
-CPU is 15-20% faster (benchmarks/NOTES.md). Where it is used is layers.py's choice.
+(g^T x)^T when K > F. Same values up to summation order; the GPT step was 10-20% faster
+on both AMD EPYC kinds measured (benchmarks/RESULTS.md). Where it is used is layers.py's choice.
 """
 import math
 
