@@ -294,6 +294,10 @@ def choices_section(args, emit, state):
       emit(r)
 
 
+def _has_bf16():
+  return any(f in HOST["flags"] for f in BF16_FLAGS)
+
+
 def bf16_section(args, emit, state):
   """bfloat16 compute (model.dtype=bfloat16, float32 parameters) against torch autocast
   bfloat16, with float32 ssl_jax as the reference, and both frameworks' bf16 matmul rate."""
@@ -304,7 +308,10 @@ def bf16_section(args, emit, state):
              Worker("bf16", "ssl_jax float32", s.label, "jax_rows:gpt_row", **_gpt_kwargs(s)),
              Worker("bf16", "ssl_jax", s.label, "jax_rows:gpt_row", dtype="bfloat16",
                     **_gpt_kwargs(s))]
-  if not TINY:
+  if not TINY and not _has_bf16():  # NOTES.md: 0.8 GFLOP/s, minutes a step
+    print("bf16: no AVX512-BF16 or AMX on this CPU; PyTorch's bf16 rows left out",
+          file=sys.stderr)
+  elif not TINY:
     workers[1:1] = [Worker("matmul", "torch", f"{n}^3 bf16", "torch_rows:matmul_row", n=n,
                            dtype="bfloat16")]
     workers += [Worker("bf16", "hf_torch_eager autocast", s.label, "torch_rows:gpt2_row",
@@ -371,9 +378,8 @@ def main(argv=None):
             file=sys.stderr, flush=True)
 
   # Default run: every section but bf16 where the CPU has no bf16 instructions.
-  has_bf16 = any(f in HOST["flags"] for f in BF16_FLAGS)
   order = [s for s in SECTIONS
-           if (s in args.only if args.only else s != "bf16" or has_bf16)]
+           if (s in args.only if args.only else s != "bf16" or _has_bf16())]
   for section in order:
     globals()[f"{section}_section"](args, emit, state)
   if not args.json:
