@@ -332,7 +332,8 @@ def fmt_host(h):
 
 def fmt_table(rows):
   cols = ["name", "impl", "shape", "choice", "tokens_per_s", "images_per_s", "gflops_per_s",
-          "mfu", "vs_auto", "x_training", "peak_mem_mb", "xla_mem_mb", "cpu_s_per_step", "faults_per_step", "error"]
+          "mfu", "vs_auto", "x_training", "peak_mem_mb", "xla_mem_mb", "cpu_s_per_step",
+          "faults_per_step", "error"]
   cols = [c for c in cols if any(c in r and r[c] is not None for r in rows)]
   lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
   for r in rows:

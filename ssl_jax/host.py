@@ -1,6 +1,7 @@
 """The CPU a process runs on: model, cores and the instruction sets that decide its speed.
 
-Pure Python (no jax), so the benchmarks' parent process and run.json share it. `kind`
+Pure Python (no jax): the benchmarks' parent process, run.json and models/layers.py
+(which picks XLA:CPU options per CPU family) share it. `kind`
 names a host family the way benchmarks/RESULTS.md groups its tables, e.g.
 "AMD EPYC, AVX2" or "Intel Xeon, AVX-512 + AVX512-BF16 + AMX".
 """
@@ -50,8 +51,3 @@ def describe(path: str = "/proc/cpuinfo") -> dict:
   model, flags = _cpuinfo(path)
   return {"cpu": model, "cores": cores(), "flags": [f for f in FLAGS if f in flags],
           "kind": kind_of(model, flags)}
-
-
-def has(flag: str) -> bool:
-  """Whether this CPU has a /proc/cpuinfo flag (False where it cannot be read)."""
-  return flag in _cpuinfo()[1]

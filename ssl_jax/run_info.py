@@ -8,7 +8,7 @@ import sys
 
 import jax
 
-from ssl_jax import storage
+from ssl_jax import host, storage
 
 _LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "tensorflow-datasets",
               "array_record", "numpy", "ml_collections", "sentencepiece")
@@ -47,6 +47,7 @@ def collect(config, overrides: dict) -> dict:
       "local_device_count": jax.local_device_count(),
       "process_count": jax.process_count(),
       "host": platform.node(),
+      "cpu": host.describe(),  # model, cores, AVX2/AVX-512/bf16/AMX: bit-exact reruns need it
   }
 
 

@@ -180,7 +180,8 @@ def test_train_resume_and_sample(corpus_dir, data_dir, tmp_path):
   if hugepages.wanted(clean_env):  # the entry point re-executed itself with the tunable
     assert hugepages.TUNABLE in info["GLIBC_TUNABLES"].split(":")
   # The per-host XLA:CPU options (models/layers.py) were set before the backend started.
-  for flag in layers.xla_cpu_flags(host.describe()["flags"]):
+  assert info["cpu"] == host.describe()  # the hardware a bit-exact rerun needs
+  for flag in layers.xla_cpu_flags(info["cpu"]["flags"]):
     assert flag in info["XLA_FLAGS"].split()
 
   again = _main(workdir, source=f"{corpus_dir}/*.py", data_dir=data_dir)
