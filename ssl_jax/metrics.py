@@ -57,7 +57,7 @@ class MetricWriter:
   def write(self, step: int, split: str, metrics: dict):
     if not self.enabled:
       return
-    values = {k: float(np.asarray(v)) for k, v in metrics.items()}
+    values = {k: _number(v) for k, v in metrics.items()}
     line = json.dumps({"step": int(step), "split": split, **values}) + "\n"
     if self._remote:
       self._pending.append(line)
@@ -67,7 +67,8 @@ class MetricWriter:
       self._jsonl.write(line)
       self._jsonl.flush()
     for k, v in values.items():
-      self._tb.add_scalar(f"{split}/{k}", v, int(step))
+      if not isinstance(v, list):  # an interval [low, high] is no scalar
+        self._tb.add_scalar(f"{split}/{k}", v, int(step))
 
   def flush(self):
     """Makes every row written so far durable (on an object store: one upload)."""
@@ -85,6 +86,13 @@ class MetricWriter:
       if not self._remote:
         self._jsonl.close()
       self._tb.close()
+
+
+def _number(value):
+  """A float, or a list of floats for an interval such as NAME_ci95."""
+  if isinstance(value, (list, tuple)):
+    return [float(v) for v in value]
+  return float(np.asarray(value))
 
 
 def _append_to_object(path: str, lines: list[str]):

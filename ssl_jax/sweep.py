@@ -1,29 +1,53 @@
-"""Reproducibility studies: several seeds of one config, or a determinism check.
+"""Reproducibility studies: several seeds of one config, evaluated; two studies compared; or a
+determinism check.
 
-  python -m ssl_jax.sweep --config configs/NAME.py --workdir DIR --seeds 0,1,2 [--config.F=V ...]
-      trains DIR/seed_S for each seed, then writes DIR/sweep.md, DIR/sweep.json (final
-      metrics: mean and std over seeds) and DIR/curves.png.
+  python -m ssl_jax.sweep --config configs/NAME.py --workdir DIR --seeds 0,1,2
+      [--protocols linear,knn,linear@packages:PATH] [--eval_options batch_size=32,...]
+      [--config.F=V ...]
+      trains DIR/seed_S for each seed, then runs each protocol (PROTOCOL@DATASET probes
+      other data) on each seed's final checkpoint, with the seed as the evaluation seed (so
+      the random-init baseline varies too). Writes DIR/sweep.md and DIR/sweep.json: the
+      final training metrics and every evaluation metric as mean ± std over seeds, each
+      seed's value with its bootstrap interval, and the pooled 95% interval (seeds and test
+      items resampled together); DIR/evaluations.png (one panel per protocol, each seed
+      with its interval) and DIR/curves.png.
+  python -m ssl_jax.sweep --compare DIR_A DIR_B [--metric LABEL/NAME ...]
+      says for each metric both studies report whether A and B differ beyond the noise: a
+      bootstrap over test items (paired) and seeds, whose p-value below 0.05 calls a
+      difference real, with Welch's t-test over the seeds beside it (ssl_jax/study.py).
   python -m ssl_jax.sweep --config configs/NAME.py --workdir DIR --check_determinism
       trains the config twice (DIR/run_a, DIR/run_b) and reports whether every metric and
       every parameter is bit-identical, naming the first differing step and metric if not.
 
 Exit codes as for ssl_jax.main (1: the determinism check found a difference). A preempted
 sweep exits 75 after the current run's checkpoint; the same command resumes it, finished
-runs being found done.
+runs and evaluations being found done.
 """
 import io
 import json
+import sys
 
 import numpy as np
 from absl import flags
 
-from ssl_jax import bootstrap, storage
+from ssl_jax import bootstrap, storage, study
 from ssl_jax import main as entry
-from ssl_jax.errors import EXIT_OK, ConfigError
+from ssl_jax.errors import EXIT_CONFIG, EXIT_OK, ConfigError
 from ssl_jax.metrics import read_metrics
 
 _SEEDS = flags.DEFINE_string("seeds", "0,1,2", "Comma-separated seeds.")
 _CHECK = flags.DEFINE_bool("check_determinism", False, "Train twice and compare bit for bit.")
+_PROTOCOLS = flags.DEFINE_string(
+    "protocols", "", "Evaluations of each seed's final checkpoint, comma-separated: PROTOCOL "
+    "or PROTOCOL@DATASET (a --dataset of ssl_jax.evaluate), e.g. linear,knn,fewshot.")
+_EVAL_OPTIONS = flags.DEFINE_string(
+    "eval_options", "", "Options of every evaluation, as ssl_jax.evaluate's flags: "
+    "NAME=VALUE,... e.g. batch_size=32,finetune_steps=300.")
+_COMPARE = flags.DEFINE_bool(
+    "compare", False, "Compare the two sweep workdirs given as arguments: --compare A B.")
+_METRIC = flags.DEFINE_multi_string(
+    "metric", [], "With --compare: the metric(s) to compare, as LABEL/NAME (e.g. "
+    "linear/top1); default every metric both report.")
 
 # Metrics that measure the machine, not the run: excluded from comparisons.
 _TIMING = ("_per_s",)
@@ -120,9 +144,58 @@ def parse_seeds(text: str) -> list[int]:
   return seeds
 
 
+def eval_options(text: str, config):
+  """evaluate.Options from NAME=VALUE pairs; data paths default to the run's own."""
+  import dataclasses
+  from ssl_jax import evaluate
+  data = config.get("data", {})
+  values = {"data_source": str(data.get("source", "") or ""),
+            "data_dir": str(data.get("data_dir", "") or "")}
+  fields = {f.name: f.type for f in dataclasses.fields(evaluate.Options)}
+  for pair in (p.strip() for p in text.split(",") if p.strip()):
+    name, eq, value = pair.partition("=")
+    if not eq or name not in fields or name in ("seed", "dataset", "init_from"):
+      raise ConfigError(f"--eval_options: {pair!r} is not NAME=VALUE with NAME one of "
+                        f"{', '.join(n for n in fields if n not in ('seed', 'dataset', 'init_from'))}"
+                        " (the seed is the run's; datasets go in --protocols).")
+    default = getattr(evaluate.Options(), name)
+    try:
+      values[name] = (value.lower() in ("1", "true") if isinstance(default, bool)
+                      else type(default)(value))
+    except ValueError:
+      raise ConfigError(f"--eval_options: {name} takes a {type(default).__name__}; got {value!r}.")
+  options = evaluate.Options(**values)
+  problem = evaluate.options_error(options)
+  if problem:
+    raise ConfigError(f"--eval_options: {problem}")
+  return options
+
+
+def evaluate_seed(seed_dir: str, seed: int, protocols, options, config) -> dict:
+  """label -> evaluation of the seed's final checkpoint; saved ones at that step are reused."""
+  import dataclasses
+  from ssl_jax import evaluate
+  out = {}
+  for protocol, dataset in protocols:
+    name = study.label(protocol, dataset)
+    saved = study.load(seed_dir, name)
+    if saved is None or saved["line"]["step"] != config.total_steps:
+      fields, estimates = evaluate.evaluate_items(
+          seed_dir, protocol, dataclasses.replace(options, seed=seed, dataset=dataset))
+      fields["split"] = name
+      if _is_main():
+        study.save(seed_dir, name, fields, estimates)
+      saved = {"line": fields, "estimates": estimates}
+      print(json.dumps({"seed": seed, **fields}), flush=True)
+    out[name] = saved
+  return out
+
+
 def run(config, workdir: str, overrides: dict) -> int:
   from ssl_jax import train
   seeds = None if _CHECK.value else parse_seeds(_SEEDS.value)  # before the workdir is made
+  protocols = study.parse_protocols(_PROTOCOLS.value)
+  options = eval_options(_EVAL_OPTIONS.value, config)
   storage.makedirs(workdir)
   if _CHECK.value:
     dirs = [storage.join(workdir, name) for name in ("run_a", "run_b")]
@@ -134,20 +207,39 @@ def run(config, workdir: str, overrides: dict) -> int:
     print(json.dumps(verdict))
     _write(storage.join(workdir, "determinism.json"), json.dumps(verdict, indent=2))
     return EXIT_OK if diff is None else 1
-  runs = {}
+  runs, evaluations = {}, {}
   for seed in seeds:
     config.seed = seed
     d = storage.join(workdir, f"seed_{seed}")
     train.train(config, d, {**overrides, "seed": seed})
     runs[seed] = read_metrics(d)
+    evaluations[seed] = evaluate_seed(d, seed, protocols, options, config)
   table = summarize({s: final_metrics(rows) for s, rows in runs.items()})
-  text = markdown(table, seeds)
-  _write(storage.join(workdir, "sweep.json"), json.dumps({"seeds": seeds, "final": table},
-                                                         indent=2))
+  rows = study.summarize(evaluations) if protocols else {}
+  text = markdown(table, seeds) + ("\n" + study.markdown(rows, seeds) if rows else "")
+  _write(storage.join(workdir, "sweep.json"), json.dumps(
+      {"seeds": seeds, "final": table,
+       "evaluation_labels": [study.label(*p) for p in protocols], "evaluations": rows},
+      indent=2))
   _write(storage.join(workdir, "sweep.md"), text)
   if _is_main():
     plot_curves(runs, storage.join(workdir, "curves.png"))
+    if rows:
+      study.plot(rows, seeds, storage.join(workdir, "evaluations.png"))
   print(text)
+  return EXIT_OK
+
+
+def compare(argv) -> int:
+  if len(argv) != 3:
+    print(f"error: --compare takes two sweep workdirs: --compare A B.\n{USAGE}", file=sys.stderr)
+    return EXIT_CONFIG
+  try:
+    results = study.compare_studies(argv[1], argv[2], _METRIC.value)
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return EXIT_CONFIG
+  print(json.dumps({"a": argv[1], "b": argv[2], "comparisons": results}), flush=True)
   return EXIT_OK
 
 
@@ -163,10 +255,14 @@ def _write(path: str, text: str):
 
 
 USAGE = ("Usage: python -m ssl_jax.sweep --config configs/NAME.py --workdir DIR "
-         "[--seeds 0,1,2 | --check_determinism] [--config.FIELD=VALUE ...]")
+         "[--seeds 0,1,2 [--protocols linear,knn,...] [--eval_options NAME=VALUE,...] | "
+         "--check_determinism] [--config.FIELD=VALUE ...]\n"
+         "       python -m ssl_jax.sweep --compare DIR_A DIR_B [--metric LABEL/NAME ...]")
 
 
 def main(argv):
+  if _COMPARE.value:
+    return compare(argv)
   return entry.run_command(argv, run)
 
 

@@ -162,15 +162,22 @@ def transfer_for(run: Run, options: Options):
 
 
 def evaluate(workdir: str, protocol: str, options: Options = Options()) -> dict:
-  """{"step", "split": protocol, metrics..., "total_seconds"} for the newest checkpoint."""
+  """{"step", "split": protocol, metrics..., "total_seconds"} for the newest checkpoint;
+  a metric over test items also gets NAME_ci95 (evaluate/uncertainty.py)."""
+  return evaluate_items(workdir, protocol, options)[0]
+
+
+def evaluate_items(workdir: str, protocol: str, options: Options = Options()):
+  """(the JSON line of evaluate(), {metric: Estimate}: the per-item values behind it)."""
+  from ssl_jax.evaluate import uncertainty
   if protocol not in PROTOCOLS:
     raise ConfigError(f"Unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}.")
   run_fn = _resolve(PROTOCOLS, protocol)  # import before loading: fail fast on a typo
   run = load_run(workdir, options)
   start = time.time()
-  metrics = run_fn(run, options)
-  return {"step": run.step, "split": protocol,
-          **{k: float(v) for k, v in metrics.items()}, "total_seconds": time.time() - start}
+  fields, estimates = uncertainty.line(run_fn(run, options), options.seed)
+  return ({"step": run.step, "split": protocol, **fields,
+           "total_seconds": time.time() - start}, estimates)
 
 
 def options_error(options) -> str | None:

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 
 from ssl_jax.evaluate.transfer import Encoder, Labelled, encoders, extract, prefixed
+from ssl_jax.evaluate.uncertainty import Estimate
 from ssl_jax.optim import weight_decay_mask
 
 
@@ -61,7 +62,7 @@ def finetune(encoder: Encoder, train: Labelled, test: Labelled, num_classes: int
   tuned = Encoder(encoder.apply, params["encoder"], state)
   features = extract(tuned, test.inputs, batch_size)
   logits = features @ np.asarray(params["head"]["w"]) + np.asarray(params["head"]["b"])
-  metrics = {"top1": float(np.mean(np.argmax(logits, -1) == test.labels)),
+  metrics = {"top1": Estimate(np.argmax(logits, -1) == test.labels),
              "train_loss": float(loss)}
   return metrics, tuned
 

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax.evaluate.transfer import run_feature_protocol
+from ssl_jax.evaluate.uncertainty import Estimate
 
 KS = (20, 200)
 TEMPERATURE = 0.07
@@ -48,7 +49,7 @@ def knn_predict(train_NxD, train_labels, test_MxD, num_classes: int, ks=KS,
 def _score(train_NxD, test_MxD, transfer, options) -> dict:
   del options
   preds = knn_predict(train_NxD, transfer.train.labels, test_MxD, transfer.num_classes)
-  return {f"top1_k{k}": float(np.mean(p == transfer.test.labels)) for k, p in preds.items()}
+  return {f"top1_k{k}": Estimate(p == transfer.test.labels) for k, p in preds.items()}
 
 
 def run(run, options) -> dict:

@@ -10,6 +10,7 @@ import optax
 import optax.tree_utils as otu
 
 from ssl_jax.evaluate.transfer import run_feature_protocol, standardise
+from ssl_jax.evaluate.uncertainty import Estimate
 
 L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -52,8 +53,8 @@ def fit(features_NxD, labels_N, l2, num_classes: int, weights_N=None, max_iter: 
   return w, b, otu.tree_get(state, "count")
 
 
-def accuracy(w, b, features_NxD, labels_N) -> float:
-  return float(np.mean(np.argmax(features_NxD @ np.asarray(w) + np.asarray(b), -1) == labels_N))
+def accuracy(w, b, features_NxD, labels_N) -> Estimate:
+  return Estimate(np.argmax(features_NxD @ np.asarray(w) + np.asarray(b), -1) == labels_N)
 
 
 def probe(train_NxD, train_labels, test_MxD, test_labels, num_classes: int, seed: int = 0):

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from ssl_jax.evaluate.transfer import run_feature_protocol
+from ssl_jax.evaluate.uncertainty import Estimate
 
 CHUNK = 1 << 16  # rows per pass of the statistics and of the test predictions
 TOP5_ABOVE = 5  # classes needed for a top-5 accuracy to mean something
@@ -81,17 +82,17 @@ def accuracies(params, mean_D, std_D, test_MxD, labels_M, chunk: int = CHUNK) ->
   """{"top1"} and, with more than TOP5_ABOVE classes, {"top5"}; predictions in chunks."""
   w_DxK, b_K = (np.asarray(v) for v in jax.device_get((params["w"], params["b"])))
   labels_M = np.asarray(labels_M)
-  top1 = top5 = 0
+  top1_M, top5_M = [], []
   for start in range(0, len(labels_M), chunk):
     x = (np.asarray(test_MxD[start:start + chunk], np.float32) - mean_D) / std_D
     logits_CxK = x @ w_DxK + b_K
     y = labels_M[start:start + chunk]
-    top1 += int(np.sum(np.argmax(logits_CxK, -1) == y))
+    top1_M.append(np.argmax(logits_CxK, -1) == y)
     best5 = np.argsort(-logits_CxK, axis=-1, kind="stable")[:, :5]
-    top5 += int(np.sum(np.any(best5 == y[:, None], -1)))
-  out = {"top1": top1 / len(labels_M)}
+    top5_M.append(np.any(best5 == y[:, None], -1))
+  out = {"top1": Estimate(np.concatenate(top1_M))}
   if w_DxK.shape[1] > TOP5_ABOVE:
-    out["top5"] = top5 / len(labels_M)
+    out["top5"] = Estimate(np.concatenate(top5_M))
   return out
 
 

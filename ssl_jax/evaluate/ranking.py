@@ -27,6 +27,8 @@ from typing import Callable
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from ssl_jax.evaluate.uncertainty import Estimate
+
 KS = (1, 5, 10)
 # Scores are cosine similarities in [-1, 1]; two equal candidates may still differ in the last
 # bits when a matmul sums them in different orders, so scores this close count as a tie.
@@ -80,8 +82,8 @@ def rank_metrics(ranks_N, prefix: str = "") -> dict:
   ranks_N = np.asarray(ranks_N, np.int64)
   if ranks_N.ndim != 1 or ranks_N.size == 0:
     raise ValueError(f"need a non-empty 1-D array of ranks, got shape {ranks_N.shape}")
-  metrics = {f"{prefix}recall@{k}": float(np.mean(ranks_N < k)) for k in KS}
-  metrics[f"{prefix}mrr"] = float(np.mean(1.0 / (ranks_N + 1)))
+  metrics = {f"{prefix}recall@{k}": Estimate(ranks_N < k) for k in KS}
+  metrics[f"{prefix}mrr"] = Estimate(1.0 / (ranks_N + 1))
   metrics[f"{prefix}median_rank"] = float(np.median(ranks_N + 1))
   return metrics
 

@@ -12,6 +12,7 @@ from ssl_jax.data import images
 from ssl_jax.errors import ConfigError, DataError
 from ssl_jax.evaluate import image_transfer
 from ssl_jax.evaluate.retrieval import embedder, towers
+from ssl_jax.evaluate.uncertainty import Estimate
 
 
 def class_names(source, num_classes: int) -> list[str]:
@@ -58,10 +59,10 @@ def run(run, options) -> dict:
              "examples": float(len(labels_N))}
   for name, variables in runs.items():
     classes_CxE = np.asarray(embed_text(variables, prompts))
-    correct = 0
+    correct_N = []
     for start in range(0, len(labels_N), options.batch_size):
       z_BxE = np.asarray(embed_image(variables, images_N[start:start + options.batch_size]))
-      correct += int(np.sum(np.argmax(z_BxE @ classes_CxE.T, -1)
-                            == labels_N[start:start + options.batch_size]))
-    metrics[f"{name}accuracy"] = correct / len(labels_N)
+      correct_N.append(np.argmax(z_BxE @ classes_CxE.T, -1)
+                       == labels_N[start:start + options.batch_size])
+    metrics[f"{name}accuracy"] = Estimate(np.concatenate(correct_N))
   return metrics

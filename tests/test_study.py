@@ -1,0 +1,109 @@
+"""The seed study (ssl_jax.sweep --protocols) and its comparison (--compare): every number
+of the table recomputed here from the saved per-item values, by a separate bootstrap."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import run_cli, tiny_lm_flags
+
+
+@pytest.fixture(scope="module")
+def labels(package_tree):
+  """(label, file name) of the two evaluations, as the study names them."""
+  tree = os.path.basename(package_tree)
+  return {p: (f"{p}@packages:{tree}", f"{p}@packages_{tree}") for p in ("linear", "knn")}
+
+
+@pytest.fixture(scope="module")
+def study_dir(corpus_dir, data_dir, package_tree, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("study") / "gpt")
+  evals = f"linear@packages:{package_tree},knn@packages:{package_tree}"
+  out = run_cli("ssl_jax.sweep", *tiny_lm_flags(corpus_dir, data_dir, "--config.total_steps=6",
+                                                "--config.eval_every=6"),
+                "--workdir", workdir, "--seeds", "0,1", "--protocols", evals,
+                "--eval_options", "batch_size=64")
+  assert out.returncode == 0, out.stderr[-3000:]
+  return workdir
+
+
+def _items(workdir, seed, label):
+  return json.load(open(os.path.join(workdir, f"seed_{seed}", "evaluations", label + ".json")))
+
+
+def _naive_interval(values_SxN, seed_resample: bool, draws=4000, seed=123):
+  """Percentile bootstrap by explicit index draws: items (shared by the seeds) and seeds."""
+  rng = np.random.default_rng(seed)
+  S, N = values_SxN.shape
+  out = []
+  for _ in range(draws):
+    items = rng.integers(0, N, N)
+    seeds = rng.integers(0, S, S) if seed_resample else np.arange(S)
+    out.append(values_SxN[seeds][:, items].mean())
+  return np.quantile(out, [0.025, 0.975])
+
+
+def test_study_table_recomputed(study_dir, labels):
+  summary = json.load(open(os.path.join(study_dir, "sweep.json")))
+  assert summary["seeds"] == [0, 1]
+  linear, linear_file = labels["linear"]
+  assert summary["evaluation_labels"] == [linear, labels["knn"][0]]
+  rows = summary["evaluations"]
+  for metric in ("top1", "random_init_top1", "bag_of_tokens_top1"):
+    row = rows[f"{linear}/{metric}"]
+    saved = [_items(study_dir, s, linear_file) for s in (0, 1)]
+    values_SxN = np.array([s["estimates"][metric]["values"] for s in saved])
+    means = values_SxN.mean(1)
+    # Quantiles of a bootstrap over N items move in steps of about 1/N: allow one and a half.
+    tol = 1.5 / values_SxN.shape[1]
+    assert row["values"] == pytest.approx(means.tolist(), abs=1e-12)
+    assert row["mean"] == pytest.approx(means.mean())
+    assert row["std"] == pytest.approx(np.std(means, ddof=1))
+    for s, line in enumerate(s["line"] for s in saved):
+      assert line[metric] == pytest.approx(means[s])
+      assert line[f"{metric}_ci95"] == row["ci95"][s]
+      assert row["ci95"][s] == pytest.approx(_naive_interval(values_SxN[s:s + 1], False),
+                                             abs=tol)
+    assert row["pooled_ci95"] == pytest.approx(_naive_interval(values_SxN, True), abs=tol)
+  table = open(os.path.join(study_dir, "sweep.md")).read()
+  m = rows[f"{labels['knn'][0]}/top1_k20"]
+  assert (f"| {labels['knn'][0]}/top1_k20 | {m['mean']:.4f} ± {m['std']:.4f} | "
+          f"[{m['pooled_ci95'][0]:.4f}, {m['pooled_ci95'][1]:.4f}] |") in table
+  assert os.path.getsize(os.path.join(study_dir, "evaluations.png")) > 5000
+
+
+def test_compare_flags_a_planted_difference_only(study_dir, labels, tmp_path):
+  same, better = str(tmp_path / "same"), str(tmp_path / "better")
+  shutil.copytree(study_dir, same)
+  shutil.copytree(study_dir, better)
+  for seed in (0, 1):  # plant: B gets every snippet right
+    path = os.path.join(better, f"seed_{seed}", "evaluations", labels["linear"][1] + ".json")
+    saved = json.load(open(path))
+    top1 = saved["estimates"]["top1"]
+    top1["values"] = [1.0] * len(top1["values"])
+    top1["value"] = 1.0
+    json.dump(saved, open(path, "w"))
+  metric = f"{labels['linear'][0]}/top1"
+  out = run_cli("ssl_jax.sweep", "--compare", study_dir, same, "--metric", metric)
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])["comparisons"][0]
+  assert result["metric"] == metric and result["difference"] == 0.0
+  assert result["p"] == 1.0 and not result["real"]
+  assert "no difference beyond the noise" in out.stdout
+
+  out = run_cli("ssl_jax.sweep", "--compare", better, study_dir, "--metric", metric)
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])["comparisons"][0]
+  assert result["real"] and result["difference"] > 0 and result["ci95"][0] > 0
+  assert "A is higher beyond the noise" in out.stdout
+
+  every = run_cli("ssl_jax.sweep", "--compare", study_dir, same)
+  assert every.returncode == 0
+  assert len(json.loads(every.stdout.strip().splitlines()[-1])["comparisons"]) >= 6
+
+  bad = run_cli("ssl_jax.sweep", "--compare", study_dir, same, "--metric", "linear/nothing")
+  assert bad.returncode == 2 and "not reported by both" in bad.stderr
+  lonely = run_cli("ssl_jax.sweep", "--compare", study_dir)
+  assert lonely.returncode == 2 and "two sweep workdirs" in lonely.stderr
