@@ -69,6 +69,21 @@ def load(seed_dir: str, name: str) -> dict | None:
           "estimates": {k: Estimate.from_json(v) for k, v in saved["estimates"].items()}}
 
 
+def saved(seed_dir: str, step: int) -> dict:
+  """label -> evaluation, for every evaluation saved in seed_dir at `step` (the final one):
+  a study grows by rerunning the sweep with more --protocols."""
+  folder = storage.join(seed_dir, "evaluations")
+  out = {}
+  for name in sorted(storage.listdir(folder)) if storage.isdir(folder) else []:
+    if name.endswith(".json"):
+      saved_json = json.loads(storage.read_bytes(storage.join(folder, name)))
+      if saved_json["line"]["step"] == step:
+        out[saved_json["line"]["split"]] = {
+            "line": saved_json["line"],
+            "estimates": {k: Estimate.from_json(v) for k, v in saved_json["estimates"].items()}}
+  return out
+
+
 def summarize(per_seed: dict[int, dict]) -> dict:
   """per_seed: seed -> {label: loaded evaluation}. Returns "LABEL/metric" -> {mean, std,
   values, ci95 (per seed), pooled_ci95}, for every metric with per-item values."""

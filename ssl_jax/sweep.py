@@ -188,7 +188,7 @@ def evaluate_seed(seed_dir: str, seed: int, protocols, options, config) -> dict:
       saved = {"line": fields, "estimates": estimates}
       print(json.dumps({"seed": seed, **fields}), flush=True)
     out[name] = saved
-  return out
+  return {**study.saved(seed_dir, config.total_steps), **out}
 
 
 def run(config, workdir: str, overrides: dict) -> int:
@@ -215,11 +215,12 @@ def run(config, workdir: str, overrides: dict) -> int:
     runs[seed] = read_metrics(d)
     evaluations[seed] = evaluate_seed(d, seed, protocols, options, config)
   table = summarize({s: final_metrics(rows) for s, rows in runs.items()})
-  rows = study.summarize(evaluations) if protocols else {}
+  rows = study.summarize(evaluations)
   text = markdown(table, seeds) + ("\n" + study.markdown(rows, seeds) if rows else "")
   _write(storage.join(workdir, "sweep.json"), json.dumps(
       {"seeds": seeds, "final": table,
-       "evaluation_labels": [study.label(*p) for p in protocols], "evaluations": rows},
+       "evaluation_labels": sorted({lab for ev in evaluations.values() for lab in ev}),
+       "evaluations": rows},
       indent=2))
   _write(storage.join(workdir, "sweep.md"), text)
   if _is_main():
