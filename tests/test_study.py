@@ -108,3 +108,40 @@ def test_compare_flags_a_planted_difference_only(study_dir, labels, tmp_path):
   assert bad.returncode == 2 and "not reported by both" in bad.stderr
   lonely = run_cli("ssl_jax.sweep", "--compare", study_dir)
   assert lonely.returncode == 2 and "two sweep workdirs" in lonely.stderr
+
+
+def _fake_study(root, name, seeds, columns: dict):
+  """A study folder as ssl_jax.sweep leaves it, with per-item values given per metric."""
+  from ssl_jax import study
+  from ssl_jax.evaluate import uncertainty
+  for s in seeds:
+    seed_dir = os.path.join(root, name, f"seed_{s}")
+    os.makedirs(seed_dir)
+    json.dump({"cpu": {"cores": 2, "kind": "Some CPU, AVX2"}}, open(f"{seed_dir}/run.json", "w"))
+    fields, estimates = uncertainty.line(
+        {m: uncertainty.Estimate(make(s)) for m, make in columns.items()}, seed=s)
+    study.save(seed_dir, "linear", {"step": 10, "split": "linear", **fields}, estimates)
+  json.dump({"seeds": list(seeds), "evaluation_labels": ["linear"]},
+            open(os.path.join(root, name, "sweep.json"), "w"))
+
+
+def test_study_table_bolds_only_real_differences(tmp_path):
+  from benchmarks import study_table
+  rng = np.random.default_rng(0)
+  truth = rng.random(360)
+  pixels = truth < 0.80
+  _fake_study(str(tmp_path), "simclr", (0, 1, 2), {  # clearly above both baselines
+      "top1": lambda s: truth < 0.93 + 0.01 * s, "raw_pixels_top1": lambda s: pixels,
+      "random_init_top1": lambda s: truth < 0.70})
+  _fake_study(str(tmp_path), "byol", (0, 1, 2), {  # the raw-pixel baseline, to the item
+      "top1": lambda s: pixels})
+  text = study_table.render(str(tmp_path), "transfer")
+  assert "2-core Some CPU, AVX2" in text and "3 seeds per row" in text
+  rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
+          if line.startswith("| ")}
+  simclr = rows["SimCLR (`simclr_digits`)"].split(" | ")[1]
+  values = [np.mean(truth < 0.93 + 0.01 * s) for s in range(3)]
+  assert simclr.startswith(f"**{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} [")
+  byol = rows["BYOL (`byol_digits`)"].split(" | ")[1]
+  assert byol.startswith(f"{np.mean(pixels):.3f} ± 0.000 [") and "**" not in byol
+  assert "text: 8 stdlib packages" not in text  # no text study: no text table

@@ -1,0 +1,126 @@
+"""README tables from seed studies (ssl_jax.sweep --protocols workdirs), with intervals.
+
+  python benchmarks/study_table.py transfer RUNS_DIR     # the tables of transfer_study.sh
+
+Each cell: mean ± std over seeds, then the 95% interval that resamples seeds and test items
+together. A method's cell is bold only where ssl_jax.sweep's comparison (the same bootstrap,
+paired over test items) finds it higher than every baseline of its column, p < 0.05. The
+caption names the host and the date the runs were made, and the number of seeds.
+
+A table is a list of columns (evaluation label, metric) and rows (title, study, the metric's
+prefix: "" for the pretrained encoder, "random_init_" or the raw-input name for a baseline).
+"""
+import datetime
+import json
+import os
+import sys
+
+from ssl_jax import study
+from ssl_jax.errors import ConfigError
+
+# (title, study, prefix, is a baseline)
+Row = tuple[str, str, str, bool]
+
+TEXT_ROWS: list[Row] = [
+    ("bag of tokens", "gpt", "bag_of_tokens_", True),
+    ("random-init GPT (4 x 128)", "gpt", "random_init_", True),
+    ("random-init BERT (4 x 128)", "bert", "random_init_", True),
+    ("GPT, next-token (`gpt_tiny`)", "gpt", "", False),
+    ("BERT, masked LM (`bert_tiny`)", "bert", "", False),
+]
+TABLES = {
+    "transfer": [
+        ("text: 8 stdlib packages", TEXT_ROWS,
+         [("linear", "linear", "top1"), ("fine-tune", "finetune", "top1")]),
+        ("text: scikit-learn subpackages (never seen in pretraining)", TEXT_ROWS,
+         [("linear", "linear@packages:sklearn", "top1"),
+          ("fine-tune", "finetune@packages:sklearn", "top1")]),
+        ("digits (360 test images)", [
+            ("raw pixels", "simclr", "raw_pixels_", True),
+            ("random-init ResNet-18", "simclr", "random_init_", True),
+            ("SimCLR (`simclr_digits`)", "simclr", "", False),
+            ("BYOL (`byol_digits`)", "byol", "", False)],
+         [("linear", "linear", "top1"), ("kNN k=20", "knn", "top1_k20"),
+          ("10-shot", "fewshot", "top1_10shot")]),
+    ],
+}
+
+
+def cell(estimates) -> str:
+  import numpy as np
+  from ssl_jax.evaluate import uncertainty
+  values = [float(e) for e in estimates]
+  std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+  low, high = uncertainty.pooled(estimates)
+  return f"{np.mean(values):.3f} ± {std:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def caption(runs: str, names: set) -> str:
+  """Host, date and seeds of the studies, from their run.json files and sweep.json times."""
+  hosts, dates, seeds = set(), set(), set()
+  for name in sorted(names):
+    summary = os.path.join(runs, name, "sweep.json")
+    ran = json.load(open(summary))["seeds"]
+    seeds.add(len(ran))
+    dates.add(datetime.datetime.fromtimestamp(os.path.getmtime(summary), datetime.timezone.utc)
+              .strftime("%Y-%m-%d"))
+    for s in ran:
+      cpu = json.load(open(os.path.join(runs, name, f"seed_{s}", "run.json"))).get("cpu", {})
+      hosts.add(f"{cpu.get('cores', '?')}-core {cpu.get('kind', 'unknown CPU')}")
+  return (f"{', '.join(sorted(hosts))}, {' to '.join(sorted(dates)[::max(len(dates) - 1, 1)])}; "
+          f"{' or '.join(str(n) for n in sorted(seeds))} seeds per row")
+
+
+def render(runs: str, name: str) -> str:
+  out = []
+  used = set()
+  loaded = {}
+
+  def estimates(study_name, label, metric):
+    if study_name not in loaded:
+      try:
+        loaded[study_name] = study.load_study(os.path.join(runs, study_name))[1]
+      except ConfigError:  # not run (yet): its cells stay empty
+        loaded[study_name] = {}
+    found = study.estimates_of(loaded[study_name], f"{label}/{metric}")
+    if found:
+      used.add(study_name)
+    return found
+
+  for title, rows, columns in TABLES[name]:
+    if not any(estimates(s, label, p + m) for _, s, p, _ in rows for _, label, m in columns):
+      continue
+    out.append("| " + title + " | " + " | ".join(c[0] for c in columns) + " |")
+    out.append("| --- |" + " ---: |" * len(columns))
+    for row_title, study_name, prefix, baseline in rows:
+      cells = []
+      for _, label, metric in columns:
+        mine = estimates(study_name, label, prefix + metric)
+        if not mine:
+          cells.append("")
+          continue
+        text = cell(mine)
+        if not baseline and _beats_every_baseline(mine, rows, label, metric, estimates):
+          text = f"**{text}**"
+        cells.append(text)
+      out.append(f"| {row_title} | " + " | ".join(cells) + " |")
+    out.append("")
+  if not used:
+    return f"No study in {runs} has these evaluations yet."
+  return f"Measured on {caption(runs, used)}.\n\n" + "\n".join(out)
+
+
+def _beats_every_baseline(mine, rows, label, metric, estimates) -> bool:
+  for _, study_name, prefix, baseline in rows:
+    theirs = estimates(study_name, label, prefix + metric) if baseline else None
+    if theirs:
+      result = study.compare(mine, theirs)
+      if not (result["real"] and result["difference"] > 0):
+        return False
+  return True
+
+
+if __name__ == "__main__":
+  if len(sys.argv) != 3 or sys.argv[1] not in TABLES:
+    sys.exit(f"usage: python benchmarks/study_table.py {'|'.join(TABLES)} RUNS_DIR")
+  print(render(sys.argv[2], sys.argv[1]))
