@@ -1,4 +1,5 @@
 """The downstream text task and text-encoder transfer through `python -m ssl_jax.evaluate`."""
+import collections
 import json
 import os
 
@@ -15,24 +16,56 @@ def task_splits(data_dir):
 
 
 def _examples(source):
-  text = lambda v: v.decode() if isinstance(v, bytes) else v
-  return [(text(source[i]["path"]), text(source[i]["text"]), int(source[i]["label"]))
-          for i in range(len(source))]
+  text = lambda v: v.decode() if isinstance(v, bytes) else v  # noqa: E731
+  return [(text(e["path"]), text(e["text"]), int(e["label"]))
+          for e in (source[i] for i in range(len(source)))]
 
 
-def test_builder_is_deterministic_split_by_file_and_balanced(task_splits, tmp_path):
-  train, test, names = task_splits
+def test_builder_is_deterministic_split_by_file_balanced_and_large(task_splits, tmp_path):
+  train_src, test_src, names = task_splits
+  train, test = _examples(train_src), _examples(test_src)
   again_train, again_test, again_names = stdlib_packages.load(str(tmp_path))  # a fresh build
   assert names == again_names and len(names) == stdlib_packages.NUM_CLASSES
-  assert _examples(train) == _examples(again_train) and _examples(test) == _examples(again_test)
-  train_files = {p for p, _, _ in _examples(train)}
-  test_files = {p for p, _, _ in _examples(test)}
-  assert train_files.isdisjoint(test_files)
-  counts = np.bincount([label for _, _, label in _examples(train)], minlength=len(names))
-  assert counts.min() > 0.5 * counts.max()
-  assert all(0 < len(t) <= stdlib_packages.SNIPPET_CHARS for _, t, _ in _examples(test))
-  for path, _, label in _examples(test)[:50]:
-    assert path.split(os.sep)[0] == names[label]
+  assert train == _examples(again_train) and test == _examples(again_test)
+  assert {p for p, _, _ in train}.isdisjoint(p for p, _, _ in test)
+  # Large enough to tell encoders apart: one accuracy near 0.5 has a standard error of
+  # at most 0.013 (447 test snippets gave 0.024).
+  assert len(test) >= 1500 and len(train) >= 2 * len(test)
+  for rows in (train, test):
+    counts = np.bincount([label for _, _, label in rows], minlength=len(names))
+    assert counts.min() >= 0.9 * counts.max()
+  assert all(0 < len(t) <= stdlib_packages.SNIPPET_CHARS for _, t, _ in test)
+  assert all(path.split(os.sep)[0] == names[label] for path, _, label in train + test)
+  # Every class samples all of its files on each side, even where it has more snippets
+  # than its cap, not the first files in order.
+  builder = stdlib_packages.StdlibPackages(data_dir=str(tmp_path))
+  for label, cls in enumerate(names):
+    by_file = builder._snippets_of(cls)
+    sides = stdlib_packages.split_files({f: len(p) for f, p in by_file.items()})
+    for split, rows in (("train", train), ("test", test)):
+      assert {p for p, _, y in rows if y == label} == set(sides[split]), (cls, split)
+
+
+def test_files_split_by_share_of_snippets_and_caps_spread_over_files():
+  counts = {f"pkg/mod{i:02d}.py": 10 + 3 * i for i in range(20)}
+  counts["pkg/big.py"] = 400  # more than the test share: stays in train
+  sides = stdlib_packages.split_files(counts)
+  assert sorted(sides["train"] + sides["test"]) == sorted(counts) and "pkg/big.py" in sides["train"]
+  # Test files fill the share up to less than the smallest file left in train.
+  target = stdlib_packages.TEST_SHARE * sum(counts.values())
+  held = sum(counts[f] for f in sides["test"])
+  assert target - min(counts[f] for f in sides["train"]) < held <= target
+  # No file fits in the share: the smallest is still held out.
+  assert stdlib_packages.split_files({"pkg/a.py": 50, "pkg/b.py": 40, "pkg/c.py": 0}) == {
+      "test": ["pkg/b.py"], "train": ["pkg/a.py"]}
+  pieces = [(f, i, f"{f}:{i}") for f in sides["train"] for i in range(counts[f])]
+  kept = stdlib_packages.spread(pieces, 60)
+  assert len(kept) == 60 and kept == sorted(kept)
+  assert kept == stdlib_packages.spread(pieces[::-1], 60)  # whatever the input order
+  per_file = collections.Counter(f for f, _, _ in kept)
+  assert set(per_file) == set(sides["train"]) and max(per_file.values()) - min(
+      per_file.values()) <= 1
+  assert stdlib_packages.spread(pieces, 10 ** 6) == sorted(pieces)
 
 
 @pytest.fixture(scope="module")

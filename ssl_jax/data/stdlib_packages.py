@@ -12,9 +12,12 @@ PythonPackages  any folder DIR: its top-level subfolders are the packages, whate
 The classes are the NUM_CLASSES largest packages (by bytes) with at least MIN_MODULES
 modules over MIN_BYTES (test suites excluded; in the stdlib also the generated codec tables
 of `encodings`). Each file is cut into snippets of about SNIPPET_CHARS characters at line
-boundaries; files, not snippets, are split between train and test (about 1 in 5 to test),
-so no file's code appears on both sides. Classes are balanced by capping the snippets per
-class.
+boundaries. Files, not snippets, are split between train and test, so no file's code appears
+on both sides: in each class, taken in hash order, a file goes to test if it still fits in
+TEST_SHARE of the class's snippets, so every class tests on the same share of its code (1 in
+5 files left a class of a few large files a few dozen test snippets). Classes are balanced
+by capping the snippets per class and split; a class over its cap keeps snippets taken in
+turn from each of its files (hash order), so the kept ones span all its files.
 """
 import collections
 import hashlib
@@ -32,7 +35,10 @@ NUM_CLASSES = 8
 MIN_MODULES = 10
 MIN_BYTES = 1000
 SNIPPET_CHARS = 240
-MAX_PER_CLASS = {"train": 300, "test": 60}
+TEST_SHARE = 0.25
+# On the stdlib of Python 3.11 every class can fill these caps (the smallest, lib2to3 and
+# multiprocessing, hold about 1,030 snippets): 6,000 train and 2,000 test snippets.
+MAX_PER_CLASS = {"train": 750, "test": 250}
 
 
 def _package(rel_path: str):
@@ -67,8 +73,35 @@ def snippets(text: str):
       chunk, length = [], 0
 
 
-def split_of(rel_path: str) -> str:
-  return "test" if zlib.crc32(rel_path.encode()) % 5 == 0 else "train"
+def _order(key: str) -> int:
+  """A fixed pseudo-random rank: the same on every machine and run."""
+  return zlib.crc32(key.encode())
+
+
+def split_files(counts: dict[str, int]) -> dict[str, list[str]]:
+  """{"train": files, "test": files} of one class, given each file's number of snippets."""
+  target = TEST_SHARE * sum(counts.values())
+  test, held = [], 0
+  for f in sorted(counts, key=_order):
+    if 0 < counts[f] and held + counts[f] <= target:
+      test.append(f)
+      held += counts[f]
+  if not test and any(counts.values()):  # a tiny class: still test on its smallest file
+    test = [min((f for f in counts if counts[f]), key=lambda f: (counts[f], _order(f)))]
+  held_out = set(test)
+  return {"test": sorted(test),
+          "train": [f for f in sorted(counts) if counts[f] and f not in held_out]}
+
+
+def spread(pieces: list[tuple[str, int, str]], cap: int) -> list[tuple[str, int, str]]:
+  """At most cap (file, index, text) snippets, taken round by round, one from each file per
+  round (files and each file's snippets in hash order); in file order."""
+  rank = collections.Counter()
+  ranked = []
+  for piece in sorted(pieces, key=lambda p: _order(f"{p[0]}:{p[1]}")):
+    ranked.append((rank[piece[0]], _order(piece[0]), piece))
+    rank[piece[0]] += 1
+  return sorted(piece for _, _, piece in sorted(ranked)[:cap])
 
 
 def python_files(root: str) -> list[str]:
@@ -102,34 +135,37 @@ class _PackageSnippets(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _split_generators(self, dl_manager):
     return {split: self._generate_examples(split) for split in ("train", "test")}
 
-  def _files_of(self, cls: str, split: str) -> list[str]:
-    files = [f for f in self._files[cls]
-             if os.path.getsize(os.path.join(self._root, f)) > MIN_BYTES]
-    chosen = [f for f in files if split_of(f) == split]
-    if not [f for f in files if split_of(f) == "test"]:  # a small package: still test on one
-      first = min(files, key=lambda f: zlib.crc32(f.encode()))
-      chosen = [first] if split == "test" else [f for f in files if f != first]
-    return chosen
+  def _snippets_of(self, cls: str) -> dict[str, list[str]]:
+    """{file: its snippets} of the class's files over MIN_BYTES that decode as UTF-8."""
+    out = {}
+    for rel in self._files[cls]:
+      path = os.path.join(self._root, rel)
+      if os.path.getsize(path) <= MIN_BYTES:
+        continue
+      try:
+        with open(path, encoding="utf-8") as f:
+          out[rel] = list(snippets(f.read()))
+      except UnicodeDecodeError:
+        continue
+    return out
 
   def _generate_examples(self, split: str):
     for label, cls in enumerate(self._classes):
-      count = 0
-      for rel in self._files_of(cls, split):
-        try:
-          with open(os.path.join(self._root, rel), encoding="utf-8") as f:
-            text = f.read()
-        except UnicodeDecodeError:
-          continue
-        for i, piece in enumerate(snippets(text)):
-          if count >= MAX_PER_CLASS[split]:
-            break
-          yield f"{rel}:{i}", {"text": piece, "label": label, "path": rel}
-          count += 1
+      by_file = self._snippets_of(cls)
+      files = split_files({f: len(p) for f, p in by_file.items()})[split]
+      pieces = [(f, i, text) for f in files for i, text in enumerate(by_file[f])]
+      for rel, i, text in spread(pieces, MAX_PER_CLASS[split]):
+        yield f"{rel}:{i}", {"text": text, "label": label, "path": rel}
 
 
 class StdlibPackages(_PackageSnippets):
   """The standard library's packages (name, version and content fixed: results refer to them)."""
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {
+      "1.0.0": "300 train and 60 test snippets per class, 1 in 5 files to test.",
+      "2.0.0": "750 train and 250 test snippets per class (2,000 test in all), a quarter of "
+               "each class's snippets to test, capped classes sampled over all their files.",
+  }
   DESCRIPTION = "Python standard-library snippets labelled by package."
 
   def __init__(self, *, data_dir: str | None = None):
@@ -139,7 +175,8 @@ class StdlibPackages(_PackageSnippets):
 
 class PythonPackages(_PackageSnippets):
   """The packages under a folder; one builder config per folder (resolved path + files)."""
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = StdlibPackages.RELEASE_NOTES  # the same generator, so the same changes
   DESCRIPTION = "Python code snippets labelled by the package they come from."
 
   def __init__(self, *, root: str, data_dir: str | None = None):

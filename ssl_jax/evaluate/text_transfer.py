@@ -18,12 +18,14 @@ from ssl_jax.evaluate import datasets
 from ssl_jax.evaluate.transfer import Encoder, Labelled, Transfer
 
 
-def tokenize(source, tok, seq_len: int):
-  """(tokens_NxT with -1 padding, labels_N) for a TFDS source of {text, label}."""
-  tokens = np.full((len(source), seq_len), -1, np.int32)
-  labels = np.zeros(len(source), np.int32)
-  for i in range(len(source)):
-    example = source[i]
+def tokenize(source, tok, seq_len: int, indices=None):
+  """(tokens_NxT with -1 padding, labels_N) for a TFDS source of {text, label}: the
+  examples at `indices`, or all of them."""
+  indices = range(len(source)) if indices is None else indices
+  tokens = np.full((len(indices), seq_len), -1, np.int32)
+  labels = np.zeros(len(indices), np.int32)
+  for i, index in enumerate(indices):
+    example = source[int(index)]
     raw = example["text"]
     ids = tok.encode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)[:seq_len]
     tokens[i, :len(ids)] = ids
@@ -51,12 +53,12 @@ def _bag_of_tokens(vocab_size, params, state, tokens_BxT, train: bool):
   return counts / jnp.maximum(counts.sum(1, keepdims=True), 1.0), state
 
 
-def _subset(data: Labelled, limit: int, seed: int) -> Labelled:
-  """At most `limit` examples, drawn at random (the splits are stored sorted by class)."""
-  if not limit or limit >= len(data):
-    return data
-  keep = np.sort(np.random.default_rng(seed).permutation(len(data))[:limit])
-  return Labelled(data.inputs[keep], data.labels[keep])
+def _subset(count: int, limit: int, seed: int):
+  """Sorted indices of at most `limit` of `count` examples, drawn at random (the splits
+  are stored sorted by class); None for all of them."""
+  if not limit or limit >= count:
+    return None
+  return np.sort(np.random.default_rng(seed).permutation(count)[:limit])
 
 
 def labelled_splits(config, options):
@@ -77,10 +79,12 @@ def transfer(run, options) -> Transfer:
   module = models.language_model(config.model, model_vocab)
   train_src, test_src, names = labelled_splits(config, options)
   T = config.data.seq_len
-  train = Labelled(*tokenize(train_src, tok, T))
-  test = Labelled(*tokenize(test_src, tok, T))
-  train = _subset(train, options.max_train_examples, options.seed)
-  test = _subset(test, options.max_test_examples, options.seed)
+
+  def labelled(source, limit):  # reads and tokenizes only the examples kept
+    return Labelled(*tokenize(source, tok, T, _subset(len(source), limit, options.seed)))
+
+  train = labelled(train_src, options.max_train_examples)
+  test = labelled(test_src, options.max_test_examples)
   apply = functools.partial(_mean_features, module)
 
   def random_init(key):
