@@ -1,6 +1,7 @@
 """README tables from seed studies (ssl_jax.sweep --protocols workdirs), with intervals.
 
-  python benchmarks/study_table.py transfer RUNS_DIR     # the tables of transfer_study.sh
+  python benchmarks/study_table.py transfer|methods|two_tower RUNS_DIR
+      the tables of benchmarks/transfer_study.sh, methods_study.sh, two_tower_study.sh
 
 Each cell: mean ± std over seeds, then the 95% interval that resamples seeds and test items
 together. A method's cell is bold only where ssl_jax.sweep's comparison (the same bootstrap,
@@ -9,6 +10,7 @@ caption names the host and the date the runs were made, and the number of seeds.
 
 A table is a list of columns (evaluation label, metric) and rows (title, study, the metric's
 prefix: "" for the pretrained encoder, "random_init_" or the raw-input name for a baseline).
+A row's study may differ per column: {evaluation label: study}, "*" for the others.
 """
 import datetime
 import json
@@ -18,8 +20,8 @@ import sys
 from ssl_jax import study
 from ssl_jax.errors import ConfigError
 
-# (title, study, prefix, is a baseline)
-Row = tuple[str, str, str, bool]
+# (title, study or {evaluation label: study}, prefix, is a baseline)
+Row = tuple[str, str | dict, str, bool]
 
 TEXT_ROWS: list[Row] = [
     ("bag of tokens", "gpt", "bag_of_tokens_", True),
@@ -44,6 +46,39 @@ TABLES = {
           ("10-shot", "fewshot", "top1_10shot")]),
     ],
 }
+METHODS = {"simclr": "SimCLR", "byol": "BYOL", "mocov3": "MoCo v3", "barlow_twins": "Barlow Twins",
+           "vicreg": "VICReg", "simsiam": "SimSiam", "dino": "DINO", "mae": "MAE"}
+TABLES["methods"] = [(
+    "encoder, features (360 test digits)",
+    [("raw pixels", {"finetune": "mae_vit_tiny", "*": "simclr_resnet18"}, "raw_pixels_", True),
+     ("ResNet-18, random init", "simclr_resnet18", "random_init_", True)]
+    + [(f"ResNet-18, {name}", f"{m}_resnet18", "", False) for m, name in METHODS.items()
+       if m != "mae"]
+    + [("ViT-tiny, random init (fine-tune: from scratch)",
+        {"finetune": "mae_vit_tiny", "*": "simclr_vit_tiny"}, "random_init_", True)]
+    + [(f"ViT-tiny, {name}", f"{m}_vit_tiny", "", False) for m, name in METHODS.items()],
+    [("linear", "linear", "top1"), ("kNN k=20", "knn", "top1_k20"),
+     ("10-shot", "fewshot", "top1_10shot"), ("fine-tune", "finetune", "top1")])]
+_TWO_TOWER_COLUMNS = [(f"{side} {short}", "retrieval", f"{key}{metric}")
+                      for key, side in (("text_to_code_", "docstring -> code"),
+                                        ("code_to_text_", "code -> docstring"))
+                      for metric, short in (("recall@1", "R@1"), ("recall@10", "R@10"),
+                                            ("mrr", "MRR"))]
+TABLES["two_tower"] = [(
+    "model (336 held-out pairs, each ranked against all)",
+    [("TF-IDF (bag of words, IDF from the training split)", "siglip", "tfidf_", True),
+     ("random init (the SigLIP towers)", "siglip", "random_init_", True),
+     ("CLIP", "clip", "", False), ("SigLIP", "siglip", "", False),
+     ("SigLIP, text tower from the BERT run", "siglip_bert", "", False),
+     ("SigLIP, sentencepiece tokens (4,096) instead of bytes", "siglip_sp", "", False),
+     ("SigLIP, learning rate 1e-3 instead of 3e-4", "siglip_lr", "", False)],
+    _TWO_TOWER_COLUMNS)]
+
+
+def _study_of(row_study, label: str) -> str:
+  if isinstance(row_study, str):
+    return row_study
+  return row_study.get(label, row_study["*"])
 
 
 def cell(estimates) -> str:
@@ -88,14 +123,15 @@ def render(runs: str, name: str) -> str:
     return found
 
   for title, rows, columns in TABLES[name]:
-    if not any(estimates(s, label, p + m) for _, s, p, _ in rows for _, label, m in columns):
+    if not any(estimates(_study_of(s, label), label, p + m) for _, s, p, _ in rows
+               for _, label, m in columns):
       continue
     out.append("| " + title + " | " + " | ".join(c[0] for c in columns) + " |")
     out.append("| --- |" + " ---: |" * len(columns))
     for row_title, study_name, prefix, baseline in rows:
       cells = []
       for _, label, metric in columns:
-        mine = estimates(study_name, label, prefix + metric)
+        mine = estimates(_study_of(study_name, label), label, prefix + metric)
         if not mine:
           cells.append("")
           continue
@@ -112,7 +148,8 @@ def render(runs: str, name: str) -> str:
 
 def _beats_every_baseline(mine, rows, label, metric, estimates) -> bool:
   for _, study_name, prefix, baseline in rows:
-    theirs = estimates(study_name, label, prefix + metric) if baseline else None
+    theirs = estimates(_study_of(study_name, label), label, prefix + metric) if baseline \
+        else None
     if theirs:
       result = study.compare(mine, theirs)
       if not (result["real"] and result["difference"] > 0):

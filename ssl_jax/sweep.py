@@ -3,7 +3,7 @@ determinism check.
 
   python -m ssl_jax.sweep --config configs/NAME.py --workdir DIR --seeds 0,1,2
       [--protocols linear,knn,linear@packages:PATH] [--eval_options batch_size=32,...]
-      [--config.F=V ...]
+      [--config.F=V ...]   ("{seed}" in a string override becomes each run's seed)
       trains DIR/seed_S for each seed, then runs each protocol (PROTOCOL@DATASET probes
       other data) on each seed's final checkpoint, with the seed as the evaluation seed (so
       the random-init baseline varies too). Writes DIR/sweep.md and DIR/sweep.json: the
@@ -191,6 +191,20 @@ def evaluate_seed(seed_dir: str, seed: int, protocols, options, config) -> dict:
   return {**study.saved(seed_dir, config.total_steps), **out}
 
 
+def for_seed(config, overrides: dict, seed: int) -> dict:
+  """Sets each override holding "{seed}" to its value for this seed (e.g. a warm start from
+  the same seed of another study: --config.init_from=runs/bert/seed_{seed}); returns them."""
+  per_seed = {k: v.replace("{seed}", str(seed)) for k, v in overrides.items()
+              if isinstance(v, str) and "{seed}" in v}
+  for path, value in per_seed.items():
+    *parents, last = path.split(".")
+    node = config
+    for part in parents:
+      node = node[part]
+    node[last] = value
+  return per_seed
+
+
 def run(config, workdir: str, overrides: dict) -> int:
   from ssl_jax import train
   seeds = None if _CHECK.value else parse_seeds(_SEEDS.value)  # before the workdir is made
@@ -211,7 +225,7 @@ def run(config, workdir: str, overrides: dict) -> int:
   for seed in seeds:
     config.seed = seed
     d = storage.join(workdir, f"seed_{seed}")
-    train.train(config, d, {**overrides, "seed": seed})
+    train.train(config, d, {**overrides, **for_seed(config, overrides, seed), "seed": seed})
     runs[seed] = read_metrics(d)
     evaluations[seed] = evaluate_seed(d, seed, protocols, options, config)
   table = summarize({s: final_metrics(rows) for s, rows in runs.items()})

@@ -110,7 +110,7 @@ def test_compare_flags_a_planted_difference_only(study_dir, labels, tmp_path):
   assert lonely.returncode == 2 and "two sweep workdirs" in lonely.stderr
 
 
-def _fake_study(root, name, seeds, columns: dict):
+def _fake_study(root, name, seeds, columns: dict, label="linear"):
   """A study folder as ssl_jax.sweep leaves it, with per-item values given per metric."""
   from ssl_jax import study
   from ssl_jax.evaluate import uncertainty
@@ -120,8 +120,8 @@ def _fake_study(root, name, seeds, columns: dict):
     json.dump({"cpu": {"cores": 2, "kind": "Some CPU, AVX2"}}, open(f"{seed_dir}/run.json", "w"))
     fields, estimates = uncertainty.line(
         {m: uncertainty.Estimate(make(s)) for m, make in columns.items()}, seed=s)
-    study.save(seed_dir, "linear", {"step": 10, "split": "linear", **fields}, estimates)
-  json.dump({"seeds": list(seeds), "evaluation_labels": ["linear"]},
+    study.save(seed_dir, label, {"step": 10, "split": label, **fields}, estimates)
+  json.dump({"seeds": list(seeds), "evaluation_labels": [label]},
             open(os.path.join(root, name, "sweep.json"), "w"))
 
 
@@ -145,3 +145,31 @@ def test_study_table_bolds_only_real_differences(tmp_path):
   byol = rows["BYOL (`byol_digits`)"].split(" | ")[1]
   assert byol.startswith(f"{np.mean(pixels):.3f} ± 0.000 [") and "**" not in byol
   assert "text: 8 stdlib packages" not in text  # no text study: no text table
+
+
+def test_seed_placeholder_in_overrides():
+  import ml_collections
+  from ssl_jax.sweep import for_seed
+  config = ml_collections.ConfigDict({"towers": {"text_init_from": ""}, "seed": 0})
+  overrides = {"towers.text_init_from": "runs/bert/seed_{seed}", "seed": 0}
+  assert for_seed(config, overrides, 2) == {"towers.text_init_from": "runs/bert/seed_2"}
+  assert config.towers.text_init_from == "runs/bert/seed_2"
+  assert for_seed(config, {"optim.lr": 0.1}, 2) == {}
+
+
+def test_methods_table_takes_a_baseline_from_another_study_per_column(tmp_path):
+  """Raw pixels: linear from the first ResNet study, fine-tune from MAE's."""
+  from benchmarks import study_table
+  ones = lambda s: np.ones(360)
+  _fake_study(str(tmp_path), "simclr_resnet18", (0, 1, 2), {
+      "top1": lambda s: np.arange(360) < 300 + s, "raw_pixels_top1": lambda s: np.arange(360) < 200})
+  _fake_study(str(tmp_path), "mae_vit_tiny", (0, 1, 2), {
+      "top1": ones, "raw_pixels_top1": lambda s: np.arange(360) < 100}, label="finetune")
+  rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:]
+          for line in study_table.render(str(tmp_path), "methods").splitlines()
+          if line.startswith("| ")}
+  pixels = rows["raw pixels"]
+  assert pixels[0].startswith(f"{200 / 360:.3f} ± 0.000") and pixels[3].startswith(f"{100 / 360:.3f}")
+  assert rows["ResNet-18, SimCLR"][0].startswith("**")  # 0.83 against 0.56: real
+  assert rows["ViT-tiny, MAE"][3].startswith("**1.000 ± 0.000")
+  assert rows["ViT-tiny, BYOL"] == ["", "", "", " |"]

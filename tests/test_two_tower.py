@@ -172,21 +172,6 @@ def test_evaluation_options_are_checked():
   assert evaluate.options_error(evaluate.Options(show=3)) is None
 
 
-def test_the_table_builder():
-  from benchmarks.two_tower_table import table
-  metrics = {f"{d}_to_{e}_{m}": v for d, e in (("text", "code"), ("code", "text"))
-             for m, v in (("recall@1", 0.25), ("recall@10", 0.5), ("mrr", 0.375))}
-  lines = [{"run": "siglip", "split": "pretrain", "seconds": 400},
-           {"run": "siglip", "split": "retrieval", "pairs": 336.0, **metrics,
-            **{f"tfidf_{k}": v / 2 for k, v in metrics.items()},
-            **{f"random_init_{k}": 0.0 for k in metrics}},
-           {"run": "clip", "split": "retrieval", "error": "see log"}]
-  rows = table(lines).splitlines()
-  assert rows[2].startswith("| TF-IDF") and "| 0.125 | 0.250 | 0.188 |" in rows[2]
-  assert rows[4] == ("| SigLIP | 0.250 | 0.500 | 0.375 | 0.250 | 0.500 | 0.375 | 400 s |")
-  assert len(rows) == 7 and rows[-1].startswith("336 held-out pairs")  # no CLIP row
-
-
 def test_shared_or_separate_text_towers(code_tree, data_dir):
   """pair_model.name="shared" runs code through the text tower (own projection only); a
   text model name gives the code side a Transformer of its own."""

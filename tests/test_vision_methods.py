@@ -75,29 +75,3 @@ def test_mae_trains_and_fine_tunes(data_dir, tmp_path):
   result = json.loads(out.stdout.strip().splitlines()[-1])
   assert result["split"] == "finetune" and result["step"] == 2
   assert 0.0 < result["top1"] <= 1.0 and 0.0 < result["random_init_top1"] <= 1.0
-
-
-def test_methods_table_from_study_lines():
-  """benchmarks/methods_table.py: baselines from the run evaluated with them, fine-tuning
-  from MAE's run, a blank where a protocol did not run."""
-  from benchmarks import methods_table
-  lines = [
-      {"run": "simclr_resnet18", "split": "pretrain", "seconds": 12},
-      {"run": "simclr_resnet18", "split": "linear", "top1": 0.91, "raw_pixels_top1": 0.85,
-       "random_init_top1": 0.8},
-      {"run": "simclr_resnet18", "split": "knn", "top1_k20": 0.9, "raw_pixels_top1_k20": 0.95,
-       "random_init_top1_k20": 0.7},
-      {"run": "mae_vit_tiny", "split": "pretrain", "seconds": 30},
-      {"run": "mae_vit_tiny", "split": "linear", "top1": 0.6},
-      {"run": "mae_vit_tiny", "split": "fewshot", "top1_10shot": 0.5, "top1_10shot_std": 0.02},
-      {"run": "mae_vit_tiny", "split": "finetune", "top1": 0.97, "random_init_top1": 0.93,
-       "raw_pixels_top1": 0.8},
-  ]
-  rows = methods_table.table(lines).splitlines()[2:]
-  assert rows[0] == "| — | raw pixels | 0.850 | 0.950 |  | 0.800 |  |"
-  assert rows[1] == "| ResNet-18 | random init | 0.800 | 0.700 |  |  |  |"
-  assert rows[2] == "| ResNet-18 | SimCLR | 0.910 | 0.900 |  |  | 12 s |"
-  # MAE's fine-tuning baseline (from scratch) is the ViT's random-init row.
-  assert rows[3] == "| ViT-tiny | random init |  |  |  | 0.930 |  |"
-  assert rows[4] == "| ViT-tiny | MAE | 0.600 |  | 0.500 ± 0.020 | 0.970 | 30 s |"
-  assert len(rows) == 5
