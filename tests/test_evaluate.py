@@ -232,7 +232,10 @@ def test_fewshot_protocol_in_process(simclr_workdir, data_dir):
   assert {f"{p}top1_{n}shot{s}" for p in ("", "random_init_", "raw_pixels_")
           for n in fewshot.SHOTS for s in ("", "_std")} <= set(result)
   assert result["raw_pixels_top1_25shot"] > 0.5
-  assert all(0.0 <= v <= 1.0 for k, v in result.items() if "top1" in k)
+  assert all(0.0 <= v <= 1.0 for k, v in result.items() if "top1" in k and "_ci95" not in k)
+  for p in ("", "random_init_", "raw_pixels_"):  # each mean over draws has its interval
+    low, high = result[f"{p}top1_10shot_ci95"]
+    assert 0.0 <= low <= result[f"{p}top1_10shot"] <= high <= 1.0 and high - low > 0.02
 
 
 def test_knn_on_a_tfds_dataset(simclr_workdir, data_dir):
