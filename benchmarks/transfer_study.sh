@@ -29,9 +29,11 @@ SKLEARN=$("$PY" -c 'import os, sklearn; print(os.path.dirname(sklearn.__file__))
 if [ "$PART" != text ]; then
   for method in simclr byol; do study $method ${method}_digits linear,knn,fewshot; done
 fi
-if [ "$PART" != images ]; then
+if [ "$PART" != images ]; then  # the linear probes of both first: fine-tuning costs most
   for run in gpt:gpt_tiny bert:bert_tiny; do
     study "${run%%:*}" "${run##*:}" "linear,linear@packages:$SKLEARN"
+  done
+  for run in gpt:gpt_tiny bert:bert_tiny; do
     study "${run%%:*}" "${run##*:}" "finetune,finetune@packages:$SKLEARN" \
       batch_size=32,finetune_steps=300
   done
