@@ -143,7 +143,9 @@ def render(runs: str, name: str) -> str:
     out.append("")
   if not used:
     return f"No study in {runs} has these evaluations yet."
-  return f"Measured on {caption(runs, used)}.\n\n" + "\n".join(out)
+  return (f"Measured on {caption(runs, used)}. Each cell: mean ± std over the seeds "
+          "[95% interval, resampling seeds and test items]; bold: above every baseline of its "
+          "column by the bootstrap test (p < 0.05).\n\n" + "\n".join(out))
 
 
 def _beats_every_baseline(mine, rows, label, metric, estimates) -> bool:
