@@ -279,3 +279,8 @@ def test_perplexity_covers_the_validation_split(corpus_dir, data_dir, tmp_path):
   sequences = (len(text.load(config.data).eval_tokens) - 1) // T
   assert result["tokens"] > config.eval_steps * config.batch_size * T  # beyond eval_steps
   assert sequences * T - result["tokens"] < config.batch_size * T  # at most a partial batch
+  # Intervals resample evaluation batches; perplexity's is the exponent of the loss's.
+  for name in ("loss", "bits_per_byte", "accuracy", "perplexity"):
+    low, high = result[f"{name}_ci95"]
+    assert low < result[name] < high, name
+  assert result["perplexity_ci95"] == pytest.approx([math.exp(v) for v in result["loss_ci95"]])

@@ -128,6 +128,8 @@ def test_retrieval_from_the_command_line(code_tree, data_dir, tmp_path):
       r = [result[f"{model}{direction}recall@{k}"] for k in (1, 5, 10)]
       assert 0.0 <= r[0] <= r[1] <= r[2] <= 1.0
       assert r[0] <= result[f"{model}{direction}mrr"] <= 1.0
+      low, high = result[f"{model}{direction}mrr_ci95"]  # over the queries
+      assert 0.0 <= low <= result[f"{model}{direction}mrr"] <= high <= 1.0
   # TF-IDF finds most docstrings' functions in a pool this small.
   assert result["tfidf_text_to_code_mrr"] > 0.3
   listing = out.stdout.splitlines()[:-1]
@@ -137,6 +139,8 @@ def test_retrieval_from_the_command_line(code_tree, data_dir, tmp_path):
   assert sum(line.startswith("  * ") or "the right one is at rank" in line
              for line in listing) == 4
   assert metric_rows(workdir)[-1]["split"] == "retrieval"
+  assert metric_rows(workdir)[-1]["tfidf_text_to_code_mrr_ci95"] == \
+      result["tfidf_text_to_code_mrr_ci95"]  # metrics.jsonl keeps the intervals
 
 
 def test_zero_shot_from_the_command_line(digits_captions, data_dir, tmp_path):
