@@ -53,19 +53,20 @@ def _file(seed_dir: str, name: str) -> str:
   return storage.join(seed_dir, "evaluations", re.sub(r"[^A-Za-z0-9_.@-]", "_", name) + ".json")
 
 
-def save(seed_dir: str, name: str, fields: dict, estimates: dict):
+def save(seed_dir: str, name: str, fields: dict, estimates: dict, options: dict | None = None):
   storage.makedirs(storage.join(seed_dir, "evaluations"))
   storage.write_atomic(_file(seed_dir, name), json.dumps(
-      {"line": fields, "estimates": {k: e.to_json() for k, e in estimates.items()}}))
+      {"line": fields, "options": options,
+       "estimates": {k: e.to_json() for k, e in estimates.items()}}))
 
 
 def load(seed_dir: str, name: str) -> dict | None:
-  """{"line", "estimates": {metric: Estimate}} of a saved evaluation, or None."""
+  """{"line", "options", "estimates": {metric: Estimate}} of a saved evaluation, or None."""
   path = _file(seed_dir, name)
   if not storage.exists(path):
     return None
   saved = json.loads(storage.read_bytes(path))
-  return {"line": saved["line"],
+  return {"line": saved["line"], "options": saved.get("options"),
           "estimates": {k: Estimate.from_json(v) for k, v in saved["estimates"].items()}}
 
 

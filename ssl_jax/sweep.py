@@ -172,19 +172,21 @@ def eval_options(text: str, config):
 
 
 def evaluate_seed(seed_dir: str, seed: int, protocols, options, config) -> dict:
-  """label -> evaluation of the seed's final checkpoint; saved ones at that step are reused."""
+  """label -> evaluation of the seed's final checkpoint; one saved at that step with the same
+  options is reused."""
   import dataclasses
   from ssl_jax import evaluate
   out = {}
   for protocol, dataset in protocols:
     name = study.label(protocol, dataset)
+    these = dataclasses.replace(options, seed=seed, dataset=dataset)
     saved = study.load(seed_dir, name)
-    if saved is None or saved["line"]["step"] != config.total_steps:
-      fields, estimates = evaluate.evaluate_items(
-          seed_dir, protocol, dataclasses.replace(options, seed=seed, dataset=dataset))
+    if (saved is None or saved["line"]["step"] != config.total_steps
+        or saved["options"] != dataclasses.asdict(these)):
+      fields, estimates = evaluate.evaluate_items(seed_dir, protocol, these)
       fields["split"] = name
       if _is_main():
-        study.save(seed_dir, name, fields, estimates)
+        study.save(seed_dir, name, fields, estimates, dataclasses.asdict(these))
       saved = {"line": fields, "estimates": estimates}
       print(json.dumps({"seed": seed, **fields}), flush=True)
     out[name] = saved

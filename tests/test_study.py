@@ -55,6 +55,9 @@ def test_study_table_recomputed(study_dir, labels):
   for metric in ("top1", "random_init_top1", "bag_of_tokens_top1"):
     row = rows[f"{linear}/{metric}"]
     saved = [_items(study_dir, s, linear_file) for s in (0, 1)]
+    # What a rerun compares before reusing it: each seed's own evaluation options.
+    assert [(s["options"]["seed"], s["options"]["batch_size"]) for s in saved] == [(0, 64),
+                                                                                  (1, 64)]
     values_SxN = np.array([s["estimates"][metric]["values"] for s in saved])
     means = values_SxN.mean(1)
     # Quantiles of a bootstrap over N items move in steps of about 1/N: allow one and a half.
