@@ -29,13 +29,14 @@ SKLEARN=$("$PY" -c 'import os, sklearn; print(os.path.dirname(sklearn.__file__))
 if [ "$PART" != text ]; then
   for method in simclr byol; do study $method ${method}_digits linear,knn,fewshot; done
 fi
-if [ "$PART" != images ]; then  # the linear probes of both first: fine-tuning costs most
+if [ "$PART" != images ]; then  # the linear probes first: fine-tuning costs most
   for run in gpt:gpt_tiny bert:bert_tiny; do
     study "${run%%:*}" "${run##*:}" "linear,linear@packages:$SKLEARN"
   done
-  for run in gpt:gpt_tiny bert:bert_tiny; do
-    study "${run%%:*}" "${run##*:}" "finetune,finetune@packages:$SKLEARN" \
-      batch_size=32,finetune_steps=300
+  for dataset in "" "@packages:$SKLEARN"; do
+    for run in gpt:gpt_tiny bert:bert_tiny; do
+      study "${run%%:*}" "${run##*:}" "finetune$dataset" batch_size=32,finetune_steps=300
+    done
   done
 fi
 "$PY" benchmarks/study_table.py transfer "$RUNS"

@@ -173,7 +173,7 @@ def eval_options(text: str, config):
 
 def evaluate_seed(seed_dir: str, seed: int, protocols, options, config) -> dict:
   """label -> evaluation of the seed's final checkpoint; one saved at that step with the same
-  options is reused."""
+  options (or saved before options were recorded) is reused."""
   import dataclasses
   from ssl_jax import evaluate
   out = {}
@@ -182,7 +182,7 @@ def evaluate_seed(seed_dir: str, seed: int, protocols, options, config) -> dict:
     these = dataclasses.replace(options, seed=seed, dataset=dataset)
     saved = study.load(seed_dir, name)
     if (saved is None or saved["line"]["step"] != config.total_steps
-        or saved["options"] != dataclasses.asdict(these)):
+        or saved["options"] not in (None, dataclasses.asdict(these))):
       fields, estimates = evaluate.evaluate_items(seed_dir, protocol, these)
       fields["split"] = name
       if _is_main():
