@@ -1,7 +1,9 @@
 """README tables from seed studies (ssl_jax.sweep --protocols workdirs), with intervals.
 
-  python benchmarks/study_table.py transfer|methods|two_tower RUNS_DIR
-      the tables of benchmarks/transfer_study.sh, methods_study.sh, two_tower_study.sh
+  python benchmarks/study_table.py transfer|methods|two_tower RUNS_DIR [--keep DIR]
+      the tables of benchmarks/transfer_study.sh, methods_study.sh, two_tower_study.sh;
+      --keep copies what the tables read (each study's sweep.json, and per seed run.json and
+      evaluations/) to DIR, so they can be printed again without the runs (docs/studies/).
 
 Each cell: mean ± std over seeds, then the 95% interval that resamples seeds and test items
 together. A method's cell is bold only where ssl_jax.sweep's comparison (the same bootstrap,
@@ -15,6 +17,7 @@ A row's study may differ per column: {evaluation label: study}, "*" for the othe
 import datetime
 import json
 import os
+import shutil
 import sys
 
 from ssl_jax import study
@@ -91,14 +94,15 @@ def cell(estimates) -> str:
 
 
 def caption(runs: str, names: set) -> str:
-  """Host, date and seeds of the studies, from their run.json files and sweep.json times."""
+  """Host, date and seeds of the studies, from their run.json and sweep.json files."""
   hosts, dates, seeds = set(), set(), set()
   for name in sorted(names):
     summary = os.path.join(runs, name, "sweep.json")
-    ran = json.load(open(summary))["seeds"]
+    recorded = json.load(open(summary))
+    ran = recorded["seeds"]
     seeds.add(len(ran))
-    dates.add(datetime.datetime.fromtimestamp(os.path.getmtime(summary), datetime.timezone.utc)
-              .strftime("%Y-%m-%d"))
+    dates.add(recorded.get("date") or datetime.datetime.fromtimestamp(
+        os.path.getmtime(summary), datetime.timezone.utc).strftime("%Y-%m-%d"))
     for s in ran:
       cpu = json.load(open(os.path.join(runs, name, f"seed_{s}", "run.json"))).get("cpu", {})
       hosts.add(f"{cpu.get('cores', '?')}-core {cpu.get('kind', 'unknown CPU')}")
@@ -159,7 +163,27 @@ def _beats_every_baseline(mine, rows, label, metric, estimates) -> bool:
   return True
 
 
+def keep(runs: str, out: str):
+  """Copies each study's sweep.json and its seeds' run.json and evaluations/ to out."""
+  for name in sorted(os.listdir(runs)):
+    summary = os.path.join(runs, name, "sweep.json")
+    if not os.path.isfile(summary):
+      continue
+    os.makedirs(os.path.join(out, name), exist_ok=True)
+    shutil.copy2(summary, os.path.join(out, name))
+    for seed in json.load(open(summary))["seeds"]:
+      src, dst = os.path.join(runs, name, f"seed_{seed}"), os.path.join(out, name, f"seed_{seed}")
+      os.makedirs(dst, exist_ok=True)
+      shutil.copy2(os.path.join(src, "run.json"), dst)
+      if os.path.isdir(os.path.join(src, "evaluations")):
+        shutil.copytree(os.path.join(src, "evaluations"), os.path.join(dst, "evaluations"),
+                        dirs_exist_ok=True, copy_function=shutil.copy2)
+
+
 if __name__ == "__main__":
-  if len(sys.argv) != 3 or sys.argv[1] not in TABLES:
-    sys.exit(f"usage: python benchmarks/study_table.py {'|'.join(TABLES)} RUNS_DIR")
-  print(render(sys.argv[2], sys.argv[1]))
+  args = sys.argv[1:]
+  if len(args) not in (2, 4) or args[0] not in TABLES or (len(args) == 4 and args[2] != "--keep"):
+    sys.exit(f"usage: python benchmarks/study_table.py {'|'.join(TABLES)} RUNS_DIR [--keep DIR]")
+  if len(args) == 4:
+    keep(args[1], args[3])
+  print(render(args[1], args[0]))

@@ -26,6 +26,7 @@ runs and evaluations being found done.
 import io
 import json
 import sys
+import time
 
 import numpy as np
 from absl import flags
@@ -234,7 +235,7 @@ def run(config, workdir: str, overrides: dict) -> int:
   rows = study.summarize(evaluations)
   text = markdown(table, seeds) + ("\n" + study.markdown(rows, seeds) if rows else "")
   _write(storage.join(workdir, "sweep.json"), json.dumps(
-      {"seeds": seeds, "final": table,
+      {"seeds": seeds, "date": time.strftime("%Y-%m-%d", time.gmtime()), "final": table,
        "evaluation_labels": sorted({lab for ev in evaluations.values() for lab in ev}),
        "evaluations": rows},
       indent=2))

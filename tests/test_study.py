@@ -3,6 +3,7 @@ of the table recomputed here from the saved per-item values, by a separate boots
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def _naive_interval(values_SxN, seed_resample: bool, draws=4000, seed=123):
 
 def test_study_table_recomputed(study_dir, labels):
   summary = json.load(open(os.path.join(study_dir, "sweep.json")))
-  assert summary["seeds"] == [0, 1]
+  assert summary["seeds"] == [0, 1] and summary["date"] == time.strftime("%Y-%m-%d", time.gmtime())
   linear, linear_file = labels["linear"]
   assert summary["evaluation_labels"] == [labels["knn"][0], linear]
   rows = summary["evaluations"]
@@ -124,7 +125,7 @@ def _fake_study(root, name, seeds, columns: dict, label="linear"):
     fields, estimates = uncertainty.line(
         {m: uncertainty.Estimate(make(s)) for m, make in columns.items()}, seed=s)
     study.save(seed_dir, label, {"step": 10, "split": label, **fields}, estimates)
-  json.dump({"seeds": list(seeds), "evaluation_labels": [label]},
+  json.dump({"seeds": list(seeds), "date": "2026-01-02", "evaluation_labels": [label]},
             open(os.path.join(root, name, "sweep.json"), "w"))
 
 
@@ -139,7 +140,10 @@ def test_study_table_bolds_only_real_differences(tmp_path):
   _fake_study(str(tmp_path), "byol", (0, 1, 2), {  # the raw-pixel baseline, to the item
       "top1": lambda s: pixels})
   text = study_table.render(str(tmp_path), "transfer")
-  assert "2-core Some CPU, AVX2" in text and "3 seeds per row" in text
+  assert "2-core Some CPU, AVX2, 2026-01-02; 3 seeds per row" in text
+  # What the table reads, copied elsewhere, prints the same table.
+  study_table.keep(str(tmp_path), str(tmp_path / "kept"))
+  assert study_table.render(str(tmp_path / "kept"), "transfer") == text
   rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
           if line.startswith("| ")}
   simclr = rows["SimCLR (`simclr_digits`)"].split(" | ")[1]
