@@ -17,7 +17,6 @@ A row's study may differ per column: {evaluation label: study}, "*" for the othe
 import datetime
 import json
 import os
-import shutil
 import sys
 
 from ssl_jax import study
@@ -163,21 +162,50 @@ def _beats_every_baseline(mine, rows, label, metric, estimates) -> bool:
   return True
 
 
+_MACHINE_ONLY = ("command", "host")  # run.json fields that name this machine's paths
+
+
+def _portable(path: str) -> str:
+  """An absolute path as its last part ("packages:/x/y/sklearn" -> "packages:sklearn")."""
+  kind, sep, where = path.rpartition(":") if ":" in path else ("", "", path)
+  if os.path.isabs(where):
+    where = os.path.basename(where.rstrip("/"))
+  return f"{kind}{sep}{where}"
+
+
+def _copy_json(src: str, dst: str, edit):
+  with open(src) as f:
+    data = json.load(f)
+  with open(dst, "w") as f:
+    json.dump(edit(data), f)
+
+
+def _evaluation(saved: dict) -> dict:
+  options = saved.get("options") or {}
+  for key in ("dataset", "data_source", "data_dir"):
+    if isinstance(options.get(key), str):
+      options[key] = _portable(options[key])
+  return saved
+
+
 def keep(runs: str, out: str):
-  """Copies each study's sweep.json and its seeds' run.json and evaluations/ to out."""
+  """Copies each study's sweep.json and its seeds' run.json and evaluations/ to out, with
+  this machine's paths left out (run.json's command and host; data paths as last parts)."""
   for name in sorted(os.listdir(runs)):
     summary = os.path.join(runs, name, "sweep.json")
     if not os.path.isfile(summary):
       continue
     os.makedirs(os.path.join(out, name), exist_ok=True)
-    shutil.copy2(summary, os.path.join(out, name))
+    _copy_json(summary, os.path.join(out, name, "sweep.json"), lambda summary: summary)
     for seed in json.load(open(summary))["seeds"]:
       src, dst = os.path.join(runs, name, f"seed_{seed}"), os.path.join(out, name, f"seed_{seed}")
-      os.makedirs(dst, exist_ok=True)
-      shutil.copy2(os.path.join(src, "run.json"), dst)
-      if os.path.isdir(os.path.join(src, "evaluations")):
-        shutil.copytree(os.path.join(src, "evaluations"), os.path.join(dst, "evaluations"),
-                        dirs_exist_ok=True, copy_function=shutil.copy2)
+      os.makedirs(os.path.join(dst, "evaluations"), exist_ok=True)
+      _copy_json(os.path.join(src, "run.json"), os.path.join(dst, "run.json"),
+                 lambda run: {k: v for k, v in run.items() if k not in _MACHINE_ONLY})
+      evaluations = os.path.join(src, "evaluations")
+      for file in sorted(os.listdir(evaluations)) if os.path.isdir(evaluations) else []:
+        _copy_json(os.path.join(evaluations, file), os.path.join(dst, "evaluations", file),
+                   _evaluation)
 
 
 if __name__ == "__main__":

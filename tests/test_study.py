@@ -121,7 +121,8 @@ def _fake_study(root, name, seeds, columns: dict, label="linear"):
   for s in seeds:
     seed_dir = os.path.join(root, name, f"seed_{s}")
     os.makedirs(seed_dir)
-    json.dump({"cpu": {"cores": 2, "kind": "Some CPU, AVX2"}}, open(f"{seed_dir}/run.json", "w"))
+    json.dump({"cpu": {"cores": 2, "kind": "Some CPU, AVX2"}, "host": "box",
+               "command": ["/home/me/ssl_jax/sweep.py"]}, open(f"{seed_dir}/run.json", "w"))
     fields, estimates = uncertainty.line(
         {m: uncertainty.Estimate(make(s)) for m, make in columns.items()}, seed=s)
     study.save(seed_dir, label, {"step": 10, "split": label, **fields}, estimates)
@@ -144,6 +145,8 @@ def test_study_table_bolds_only_real_differences(tmp_path):
   # What the table reads, copied elsewhere, prints the same table.
   study_table.keep(str(tmp_path), str(tmp_path / "kept"))
   assert study_table.render(str(tmp_path / "kept"), "transfer") == text
+  kept = json.load(open(tmp_path / "kept" / "simclr" / "seed_0" / "run.json"))
+  assert kept == {"cpu": {"cores": 2, "kind": "Some CPU, AVX2"}}  # no machine paths
   rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
           if line.startswith("| ")}
   simclr = rows["SimCLR (`simclr_digits`)"].split(" | ")[1]
