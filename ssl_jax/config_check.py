@@ -176,6 +176,17 @@ OBJECTIVE_RULES = {
 }
 
 
+def set_fields(config, changes: dict):
+  """Applies {"dotted.field": value} changes to config in place; returns it."""
+  for key, value in changes.items():
+    *path, last = key.split(".")
+    node = config
+    for part in path:
+      node = node[part]
+    node[last] = value
+  return config
+
+
 def _lookup(config, name: str):
   """(True, value) of a dotted field, or (False, None) where the config lacks it."""
   node = config

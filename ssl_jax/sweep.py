@@ -197,14 +197,10 @@ def evaluate_seed(seed_dir: str, seed: int, protocols, options, config) -> dict:
 def for_seed(config, overrides: dict, seed: int) -> dict:
   """Sets each override holding "{seed}" to its value for this seed (e.g. a warm start from
   the same seed of another study: --config.init_from=runs/bert/seed_{seed}); returns them."""
+  from ssl_jax import config_check
   per_seed = {k: v.replace("{seed}", str(seed)) for k, v in overrides.items()
               if isinstance(v, str) and "{seed}" in v}
-  for path, value in per_seed.items():
-    *parents, last = path.split(".")
-    node = config
-    for part in parents:
-      node = node[part]
-    node[last] = value
+  config_check.set_fields(config, per_seed)
   return per_seed
 
 

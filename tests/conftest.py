@@ -16,6 +16,8 @@ layers.tune_xla_cpu()  # the per-host XLA:CPU options the commands use (bootstra
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+from ssl_jax import config_check  # noqa: E402
+
 jax.config.update("jax_compilation_cache_dir", CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
@@ -95,13 +97,7 @@ def free_port() -> int:
 
 def set_fields(config, changes: dict):
   """Applies {"dotted.field": value} changes to config in place; returns it."""
-  for key, value in changes.items():
-    *path, last = key.split(".")
-    node = config
-    for part in path:
-      node = node[part]
-    node[last] = value
-  return config
+  return config_check.set_fields(config, changes)
 
 
 def tiny_lm_flags(corpus_dir: str, data_dir: str, *extra):
