@@ -7,11 +7,13 @@
 # seed) are the baselines, evaluated with the first method of each encoder. Each study is
 # RUNS_DIR/METHOD_ENCODER; benchmarks/study_table.py methods RUNS_DIR prints the table.
 # Finished runs and evaluations are reused, so an interrupted study resumes.
-#   usage: SEEDS=0,1,2 bash benchmarks/methods_study.sh RUNS_DIR [STEPS]
+# ENCODERS (default "resnet18 vit_tiny") runs a part, e.g. the ResNet half first.
+#   usage: SEEDS=0,1,2 ENCODERS=resnet18 bash benchmarks/methods_study.sh RUNS_DIR [STEPS]
 set -euo pipefail
 RUNS=${1:?usage: bash benchmarks/methods_study.sh RUNS_DIR [STEPS]}
 STEPS=${2:-500}
 SEEDS=${SEEDS:-0,1,2}
+ENCODERS=${ENCODERS:-resnet18 vit_tiny}
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$RUNS"
 METHODS=(simclr byol mocov3 barlow_twins vicreg simsiam dino mae)
@@ -29,7 +31,11 @@ study() {  # RUN CONFIG PROTOCOLS EVAL_OPTIONS [FLAGS...]
   echo "{\"study\": \"$1\", \"steps\": $STEPS, \"seconds\": $(( $(date +%s) - start ))}"
 }
 
-for encoder in resnet18 vit_tiny; do
+for encoder in $ENCODERS; do
+  case $encoder in resnet18|vit_tiny) ;;
+    *) echo "ENCODERS: unknown encoder '$encoder' (resnet18, vit_tiny)" >&2; exit 2;; esac
+done
+for encoder in $ENCODERS; do
   flags=(); [ $encoder = vit_tiny ] && flags=("${VIT[@]}")
   baselines=true  # raw pixels and random init: with the first method of each encoder
   for method in "${METHODS[@]}"; do
