@@ -4,6 +4,9 @@
       the tables of benchmarks/transfer_study.sh, methods_study.sh, two_tower_study.sh;
       --keep copies what the tables read (each study's sweep.json, and per seed run.json and
       evaluations/) to DIR, so they can be printed again without the runs (docs/studies/).
+  python benchmarks/study_table.py --write FILE...
+      rewrites every marked table in the files from the kept studies its marker names:
+      <!-- NAME table(s): benchmarks/study_table.py NAME DIR --> ... <!-- end of NAME table(s) -->
 
 Each cell: mean ± std over seeds, then the 95% interval that resamples seeds and test items
 together. A method's cell is bold only where ssl_jax.sweep's comparison (the same bootstrap,
@@ -17,6 +20,7 @@ A row's study may differ per column: {evaluation label: study}, "*" for the othe
 import datetime
 import json
 import os
+import re
 import sys
 
 from ssl_jax import study
@@ -208,10 +212,49 @@ def keep(runs: str, out: str):
                    _evaluation)
 
 
+MARKED = re.compile(r"(<!-- (\w+) tables?: benchmarks/study_table\.py \2 (\S+) -->\n)"
+                    r"(.*?)(<!-- end of \2 tables? -->)", re.DOTALL)
+
+
+def marked(text: str) -> list[tuple[str, str, str]]:
+  """(table name, studies folder, current body) of each marked table in a text."""
+  return [(m[2], m[3], m[4]) for m in MARKED.finditer(text)]
+
+
+def write(path: str, rendered: dict | None = None) -> int:
+  """Rewrites the marked tables of a file (folders in markers are relative to the current
+  one); returns how many. rendered: tables already printed, by (name, folder)."""
+  text = open(path).read()
+  rendered = {} if rendered is None else rendered
+
+  def table(match):
+    key = (match[2], match[3])
+    if key not in rendered:
+      if not os.path.isdir(match[3]):
+        raise ConfigError(f"{path}: the {match[2]} table's studies are not in {match[3]}")
+      rendered[key] = render(match[3], match[2]).rstrip() + "\n"
+    return match[1] + rendered[key] + match[5]
+
+  new, count = MARKED.subn(table, text)
+  if new != text:
+    with open(path, "w") as f:
+      f.write(new)
+  return count
+
+
 if __name__ == "__main__":
   args = sys.argv[1:]
+  if args[:1] == ["--write"] and len(args) > 1:
+    tables = {}
+    for path in args[1:]:
+      try:
+        print(f"{path}: {write(path, tables)} tables")
+      except (ConfigError, OSError) as e:
+        sys.exit(f"study_table: {e}")
+    sys.exit(0)
   if len(args) not in (2, 4) or args[0] not in TABLES or (len(args) == 4 and args[2] != "--keep"):
-    sys.exit(f"usage: python benchmarks/study_table.py {'|'.join(TABLES)} RUNS_DIR [--keep DIR]")
+    sys.exit(f"usage: python benchmarks/study_table.py {'|'.join(TABLES)} RUNS_DIR [--keep DIR]"
+             "\n       python benchmarks/study_table.py --write FILE...")
   if len(args) == 4:
     keep(args[1], args[3])
   print(render(args[1], args[0]))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, tiny_lm_flags
+from ssl_jax.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +156,34 @@ def test_study_table_bolds_only_real_differences(tmp_path):
   byol = rows["BYOL (`byol_digits`)"].split(" | ")[1]
   assert byol.startswith(f"{np.mean(pixels):.3f} ± 0.000 [") and "**" not in byol
   assert "text: 8 stdlib packages" not in text  # no text study: no text table
+  # --write puts the table between a file's markers, and leaves the rest of the file alone.
+  doc = tmp_path / "doc.md"
+  marker = f"<!-- transfer tables: benchmarks/study_table.py transfer {tmp_path / 'kept'} -->"
+  doc.write_text(f"# Results\n{marker}\nold table\n<!-- end of transfer tables -->\nafter\n")
+  assert study_table.write(str(doc)) == 1
+  assert doc.read_text() == (f"# Results\n{marker}\n{text.rstrip()}\n"
+                             "<!-- end of transfer tables -->\nafter\n")
+  doc.write_text(marker.replace("kept", "missing") + "\n<!-- end of transfer tables -->\n")
+  with pytest.raises(ConfigError, match="not in"):
+    study_table.write(str(doc))
+
+
+def test_docs_tables_are_the_kept_studies():
+  """Every marked table in the README and docs/ prints again, unchanged, from the studies
+  kept in docs/studies (python benchmarks/study_table.py --write README.md docs/*.md)."""
+  from benchmarks import study_table
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  files = [os.path.join(root, "README.md")] + sorted(
+      os.path.join(root, "docs", f) for f in os.listdir(os.path.join(root, "docs"))
+      if f.endswith(".md"))
+  rendered, found = {}, 0
+  for path in files:
+    for name, folder, body in study_table.marked(open(path).read()):
+      if (name, folder) not in rendered:
+        rendered[name, folder] = study_table.render(os.path.join(root, folder), name)
+      assert body == rendered[name, folder].rstrip() + "\n", (path, name)
+      found += 1
+  assert found >= 2  # the transfer tables, in the README and docs/transfer.md
 
 
 def test_seed_placeholder_in_overrides():
