@@ -130,8 +130,12 @@ def render(runs: str, name: str) -> str:
     return found
 
   for title, rows, columns in TABLES[name]:
-    if not any(estimates(_study_of(s, label), label, p + m) for _, s, p, _ in rows
-               for _, label, m in columns):
+    # Rows and columns not measured (yet) are left out; a table with neither, entirely.
+    rows = [r for r in rows if any(estimates(_study_of(r[1], label), label, r[2] + m)
+                                   for _, label, m in columns)]
+    columns = [c for c in columns if any(estimates(_study_of(s, c[1]), c[1], p + c[2])
+                                         for _, s, p, _ in rows)]
+    if not rows:
       continue
     out.append("| " + title + " | " + " | ".join(c[0] for c in columns) + " |")
     out.append("| --- |" + " ---: |" * len(columns))
