@@ -2,7 +2,7 @@
 
   python benchmarks/study_table.py transfer|methods|two_tower RUNS_DIR [--keep DIR]
       the tables of benchmarks/transfer_study.sh, methods_study.sh, two_tower_study.sh;
-      --keep copies what the tables read (each study's sweep.json, and per seed run.json and
+      --keep copies what the tables read (each of its studies' sweep.json, per seed run.json and
       evaluations/) to DIR, so they can be printed again without the runs (docs/studies/).
   python benchmarks/study_table.py --write FILE...
       rewrites every marked table in the files from the kept studies its marker names:
@@ -196,10 +196,20 @@ def _evaluation(saved: dict) -> dict:
   return saved
 
 
-def keep(runs: str, out: str):
-  """Copies each study's sweep.json and its seeds' run.json and evaluations/ to out, with
-  this machine's paths left out (run.json's command and host; data paths as last parts)."""
-  for name in sorted(os.listdir(runs)):
+def studies(name: str) -> set:
+  """The studies a table reads."""
+  found = set()
+  for _, rows, _ in TABLES[name]:
+    for _, row_study, _, _ in rows:
+      found |= {row_study} if isinstance(row_study, str) else set(row_study.values())
+  return found
+
+
+def keep(runs: str, out: str, table: str):
+  """Copies the table's studies (each one's sweep.json and its seeds' run.json and
+  evaluations/) to out, with this machine's paths left out (run.json's command and host;
+  data paths as last parts)."""
+  for name in sorted(studies(table)):
     summary = os.path.join(runs, name, "sweep.json")
     if not os.path.isfile(summary):
       continue
@@ -260,5 +270,5 @@ if __name__ == "__main__":
     sys.exit(f"usage: python benchmarks/study_table.py {'|'.join(TABLES)} RUNS_DIR [--keep DIR]"
              "\n       python benchmarks/study_table.py --write FILE...")
   if len(args) == 4:
-    keep(args[1], args[3])
+    keep(args[1], args[3], args[0])
   print(render(args[1], args[0]))

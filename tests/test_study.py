@@ -144,8 +144,10 @@ def test_study_table_bolds_only_real_differences(tmp_path):
   text = study_table.render(str(tmp_path), "transfer")
   assert "2-core Some CPU, AVX2, 2026-01-02; 3 seeds per row" in text
   # What the table reads, copied elsewhere, prints the same table.
-  study_table.keep(str(tmp_path), str(tmp_path / "kept"))
+  _fake_study(str(tmp_path), "other", (0,), {"top1": lambda s: pixels})
+  study_table.keep(str(tmp_path), str(tmp_path / "kept"), "transfer")
   assert study_table.render(str(tmp_path / "kept"), "transfer") == text
+  assert sorted(os.listdir(tmp_path / "kept")) == ["byol", "simclr"]  # only the table's
   kept = json.load(open(tmp_path / "kept" / "simclr" / "seed_0" / "run.json"))
   assert kept == {"cpu": {"cores": 2, "kind": "Some CPU, AVX2"}}  # no machine paths
   rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
