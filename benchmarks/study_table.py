@@ -235,19 +235,26 @@ def marked(text: str) -> list[tuple[str, str, str]]:
   return [(m[2], m[3], m[4]) for m in MARKED.finditer(text)]
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def marked_body(name: str, folder: str, rendered: dict) -> str:
+  """A marked table's body, printed from the studies in folder (relative to the project
+  root); rendered caches them by (name, folder)."""
+  if (name, folder) not in rendered:
+    if not os.path.isdir(os.path.join(ROOT, folder)):
+      raise ConfigError(f"the {name} table's studies are not in {folder}")
+    rendered[name, folder] = render(os.path.join(ROOT, folder), name).rstrip() + "\n"
+  return rendered[name, folder]
+
+
 def write(path: str, rendered: dict | None = None) -> int:
-  """Rewrites the marked tables of a file (folders in markers are relative to the current
-  one); returns how many. rendered: tables already printed, by (name, folder)."""
+  """Rewrites the marked tables of a file; returns how many. rendered: see marked_body."""
   text = open(path).read()
   rendered = {} if rendered is None else rendered
 
   def table(match):
-    key = (match[2], match[3])
-    if key not in rendered:
-      if not os.path.isdir(match[3]):
-        raise ConfigError(f"{path}: the {match[2]} table's studies are not in {match[3]}")
-      rendered[key] = render(match[3], match[2]).rstrip() + "\n"
-    return match[1] + rendered[key] + match[5]
+    return match[1] + marked_body(match[2], match[3], rendered) + match[5]
 
   new, count = MARKED.subn(table, text)
   if new != text:
