@@ -17,7 +17,6 @@ A table is a list of columns (evaluation label, metric) and rows (title, study, 
 prefix: "" for the pretrained encoder, "random_init_" or the raw-input name for a baseline).
 A row's study may differ per column: {evaluation label: study}, "*" for the others.
 """
-import datetime
 import json
 import os
 import re
@@ -104,12 +103,15 @@ def caption(runs: str, names: set) -> str:
     recorded = json.load(open(summary))
     ran = recorded["seeds"]
     seeds.add(len(ran))
-    dates.add(recorded.get("date") or datetime.datetime.fromtimestamp(
-        os.path.getmtime(summary), datetime.timezone.utc).strftime("%Y-%m-%d"))
+    # A file's time changes with every clone, so only a recorded date is named.
+    dates.add(recorded.get("date", ""))
     for s in ran:
       cpu = json.load(open(os.path.join(runs, name, f"seed_{s}", "run.json"))).get("cpu", {})
       hosts.add(f"{cpu.get('cores', '?')}-core {cpu.get('kind', 'unknown CPU')}")
-  return (f"{', '.join(sorted(hosts))}, {' to '.join(sorted(dates)[::max(len(dates) - 1, 1)])}; "
+  known = sorted(d for d in dates if d)
+  when = " to ".join(known[::max(len(known) - 1, 1)]) + (" (some dates not recorded)" if "" in dates
+                                                         else "")
+  return (f"{', '.join(sorted(hosts))}, {when or 'date not recorded'}; "
           f"{' or '.join(str(n) for n in sorted(seeds))} seeds per row")
 
 

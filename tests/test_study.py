@@ -168,6 +168,13 @@ def test_study_table_bolds_only_real_differences(tmp_path):
   doc.write_text(marker.replace("kept", "missing") + "\n<!-- end of transfer tables -->\n")
   with pytest.raises(ConfigError, match="not in"):
     study_table.write(str(doc))
+  # A study without a recorded date says so; a file's time (the clone's) is never named.
+  summary = tmp_path / "kept" / "byol" / "sweep.json"
+  summary.write_text(json.dumps({k: v for k, v in json.loads(summary.read_text()).items()
+                                 if k != "date"}))
+  os.utime(summary, (0, 0))
+  undated = study_table.render(str(tmp_path / "kept"), "transfer")
+  assert "2026-01-02 (some dates not recorded); 3 seeds" in undated and "1970" not in undated
 
 
 def test_docs_tables_are_the_kept_studies():
