@@ -109,9 +109,10 @@ def caption(runs: str, names: set) -> str:
       cpu = json.load(open(os.path.join(runs, name, f"seed_{s}", "run.json"))).get("cpu", {})
       hosts.add(f"{cpu.get('cores', '?')}-core {cpu.get('kind', 'unknown CPU')}")
   known = sorted(d for d in dates if d)
-  when = " to ".join(known[::max(len(known) - 1, 1)]) + (" (some dates not recorded)" if "" in dates
-                                                         else "")
-  return (f"{', '.join(sorted(hosts))}, {when or 'date not recorded'}; "
+  when = " to ".join(known[::max(len(known) - 1, 1)]) or "date not recorded"
+  if known and "" in dates:
+    when += " (some dates not recorded)"
+  return (f"{', '.join(sorted(hosts))}, {when}; "
           f"{' or '.join(str(n) for n in sorted(seeds))} seeds per row")
 
 

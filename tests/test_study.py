@@ -175,6 +175,10 @@ def test_study_table_bolds_only_real_differences(tmp_path):
   os.utime(summary, (0, 0))
   undated = study_table.render(str(tmp_path / "kept"), "transfer")
   assert "2026-01-02 (some dates not recorded); 3 seeds" in undated and "1970" not in undated
+  summary = tmp_path / "kept" / "simclr" / "sweep.json"
+  summary.write_text(json.dumps({k: v for k, v in json.loads(summary.read_text()).items()
+                                 if k != "date"}))
+  assert "AVX2, date not recorded; 3 seeds" in study_table.render(str(tmp_path / "kept"), "transfer")
 
 
 def test_docs_tables_are_the_kept_studies():
